@@ -1,0 +1,1 @@
+"""Keys, domain-tagged signatures, hashes and the Noise handshake."""

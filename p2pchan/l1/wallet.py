@@ -1,0 +1,49 @@
+"""A layer-1 wallet: signs calls for one identity and keeps its nonces in order.
+
+Submissions are serialised (one round trip each, not waiting for blocks), so concurrent callers
+never race for a nonce; after a refusal the next nonce is fetched from the chain again.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from p2pchan.crypto.keys import Identity
+from p2pchan.errors import ChainError
+from p2pchan.l1.api import SubmitResult
+from p2pchan.l1.client import L1Client
+from p2pchan.l1.transactions import Call, sign_transaction
+from p2pchan.types import ChainId
+
+
+class Wallet:
+    def __init__(self, client: L1Client, identity: Identity, chain_id: ChainId, *, fee: int = 0):
+        self.client = client
+        self.identity = identity
+        self.chain_id = chain_id
+        self.fee = fee
+        self._next_nonce: int | None = None
+        self._lock = trio.Lock()
+
+    @property
+    def address(self) -> bytes:
+        return self.identity.node_id
+
+    async def send(self, call: Call, *, wait: bool = False) -> SubmitResult:
+        """Sign and submit `call`; with `wait`, return once its block is durable."""
+        async with self._lock:
+            if self._next_nonce is None:
+                self._next_nonce = (await self.client.account(self.identity.node_id)).pending_nonce
+            signed = sign_transaction(
+                self.identity, self.chain_id, self._next_nonce, call, fee=self.fee
+            )
+            try:
+                result = await self.client.submit(signed)
+            except ChainError:
+                self._next_nonce = None
+                raise
+            self._next_nonce += 1
+        if wait and not result.included:
+            await self.client.wait_for_height(result.block)
+            result = SubmitResult(result.request_id, result.tx_hash, result.block, True)
+        return result

@@ -1,0 +1,1 @@
+"""Wire formats: strict msgpack records, message registries, framing."""

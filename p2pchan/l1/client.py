@@ -18,6 +18,7 @@ from typing import TypeVar
 import structlog
 import trio
 
+from p2pchan.concurrency import background_nursery
 from p2pchan.errors import ChainError, RemoteProtocolError
 from p2pchan.l1.api import (
     MAX_REQUEST_SIZE,
@@ -99,12 +100,9 @@ class L1Client:
     async def connect(cls, host: str, port: int) -> AsyncIterator[L1Client]:
         stream = await _connect(host, port)
         client = cls(stream, f"{host}:{port}")
-        async with stream, trio.open_nursery() as nursery:
+        async with stream, background_nursery() as nursery:
             nursery.start_soon(client._read_responses)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
+            yield client
 
     async def _read_responses(self) -> None:
         decoder = FrameDecoder(max_size=MAX_RESPONSE_SIZE)

@@ -8,6 +8,7 @@ and truncated away. A bad record with more data after it is corruption, and open
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ log = structlog.get_logger(__name__)
 
 GENESIS_FILE = "genesis.bin"
 LOG_FILE = "blocks.log"
+LOCK_FILE = "LOCK"
 _LENGTH = struct.Struct(">I")
 _RECORD_HEADER = _LENGTH.size + 32
 MAX_RECORD = 256 * 1024 * 1024
@@ -140,11 +142,35 @@ class BlockLog:
             self._fd = None
 
 
+class DatadirLock:
+    """An exclusive lock on a data dir, so two processes never write the same files."""
+
+    def __init__(self, datadir: Path) -> None:
+        self.path = datadir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{self.path.parent} is in use by another process") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class ChainStore:
-    """The files of a layer-1 data dir."""
+    """The files of a layer-1 data dir, locked against a second process."""
 
     def __init__(self, datadir: Path) -> None:
         self.datadir = datadir
+        self.lock = DatadirLock(datadir)
+        self.lock.acquire()
         self.log = BlockLog(datadir / LOG_FILE)
 
     @property
@@ -171,3 +197,4 @@ class ChainStore:
 
     def close(self) -> None:
         self.log.close()
+        self.lock.release()

@@ -1,0 +1,37 @@
+"""Small structured-concurrency helpers on top of trio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+
+@asynccontextmanager
+async def background_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery for helper tasks that live exactly as long as the `async with` body.
+
+    On exit the helpers are cancelled. An exception raised by the body itself propagates as it
+    is, not wrapped in an ExceptionGroup, so a client's caller sees the `ChainError` it expects.
+    """
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        try:
+            yield nursery
+        except BaseException as error:  # re-raised unwrapped below, Cancelled included
+            body_error = error
+        finally:
+            nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
+
+
+def single_error(error: BaseException) -> BaseException:
+    """The one meaningful exception inside nested groups (for messages to a user)."""
+    while isinstance(error, BaseExceptionGroup):
+        leaves = [leaf for leaf in error.exceptions if not isinstance(leaf, trio.Cancelled)]
+        if len(leaves) != 1:
+            return error
+        error = leaves[0]
+    return error

@@ -1,8 +1,30 @@
-"""`p2pchan bench` (placeholder)."""
+"""`p2pchan bench ...`: benchmarks against real processes (results go in docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
 
 import click
+
+from p2pchan_cli.bench_l1 import L1BenchConfig, run_l1_bench
+from p2pchan_cli.common import emit, global_options, run
 
 
 @click.group()
 def bench() -> None:
-    """Benchmarks."""
+    """Measure throughput and latency on this machine."""
+
+
+@bench.command("l1")
+@global_options
+@click.option(
+    "--transactions", type=click.IntRange(1, 1_000_000), default=20_000, show_default=True
+)
+@click.option("--senders", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option("--connections", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--block-time", type=click.FloatRange(min=0.01), default=0.1, show_default=True)
+@click.pass_context
+def bench_l1(
+    ctx: click.Context, transactions: int, senders: int, connections: int, block_time: float
+) -> None:
+    """Signed transfers verified and included per second, block log fsynced every block."""
+    config = L1BenchConfig(transactions, senders, connections, block_time)
+    emit(ctx, run(ctx, lambda: run_l1_bench(config)))

@@ -59,11 +59,11 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except BaseException as raised:  # every failure of ours is one line and exit 1
-        error = single_error(raised)
-        if isinstance(error, SystemExit):
-            raise error from None
-        if isinstance(error, P2pchanError):
-            click.echo(f"error: {error}", err=True)
+        cause = single_error(raised)
+        if isinstance(cause, SystemExit):
+            raise cause from None
+        if isinstance(cause, P2pchanError):
+            click.echo(f"error: {cause}", err=True)
             sys.exit(EXIT_FAILURE)
         raise
 

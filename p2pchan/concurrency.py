@@ -35,3 +35,15 @@ def single_error(error: BaseException) -> BaseException:
             return error
         error = leaves[0]
     return error
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """Every non-group exception inside `error` (itself, if it is not a group)."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
+def only_expected(error: BaseException, expected: tuple[type[BaseException], ...]) -> bool:
+    """True when every leaf of `error` is one of `expected` (no cancellation, no bug inside)."""
+    return all(isinstance(leaf, expected) for leaf in leaves(error))

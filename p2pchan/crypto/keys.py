@@ -89,10 +89,12 @@ def load_key_file(path: Path) -> Identity:
             f"key file {path} is accessible by others (mode {stat.S_IMODE(mode):o}); "
             f"run `chmod 600 {path}`"
         )
-    text = path.read_text().strip()
     try:
+        text = path.read_bytes().decode("ascii").strip()
         seed = bytes.fromhex(text)
-    except ValueError:
+    except OSError as error:
+        raise KeyFileError(f"cannot read key file {path}: {error.strerror or error}") from None
+    except ValueError:  # UnicodeDecodeError included
         raise KeyFileError(f"key file {path} is not hex") from None
     if len(seed) != KEY_SIZE:
         raise KeyFileError(f"key file {path} must hold a 32-byte seed")

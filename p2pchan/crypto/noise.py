@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Callable
+from typing import NamedTuple
 
 import nacl.bindings
 import nacl.exceptions
@@ -107,6 +108,8 @@ class CipherState:
         nonce = self._nonce
         if nonce >= MAX_NONCE:
             raise CryptoError("this cipher state has used up its nonces")
+        if len(ciphertext) < TAG_SIZE:
+            raise CryptoError("a ciphertext is shorter than its authentication tag")
         try:
             plaintext: bytes = _aead_decrypt(ciphertext, ad, _pack_nonce(nonce), key)
         except _AeadFailure:
@@ -124,43 +127,28 @@ class CipherState:
         return f"CipherState(has_key={self.has_key}, nonce={self._nonce})"
 
 
-def _sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
+class _Hash(NamedTuple):
+    """One Noise hash function: its name, HASHLEN, HASH() and HMAC-HASH()."""
 
-
-def _hmac_sha256(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, "sha256")
-
-
-def _blake2b(data: bytes) -> bytes:
-    return hashlib.blake2b(data).digest()
-
-
-def _hmac_blake2b(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, hashlib.blake2b)
-
-
-class _Hash:
-    """HASH and HMAC-HASH of one Noise hash function, and its output size HASHLEN."""
-
-    __slots__ = ("digest", "hmac", "name", "size")
-
-    def __init__(
-        self,
-        name: str,
-        size: int,
-        digest: Callable[[bytes], bytes],
-        hmac_digest: Callable[[bytes, bytes], bytes],
-    ) -> None:
-        self.name = name
-        self.size = size
-        self.digest = digest
-        self.hmac = hmac_digest
+    name: str
+    size: int
+    digest: Callable[[bytes], bytes]
+    hmac: Callable[[bytes, bytes], bytes]
 
 
 _HASHES = {
-    "SHA256": _Hash("SHA256", 32, _sha256, _hmac_sha256),
-    "BLAKE2b": _Hash("BLAKE2b", 64, _blake2b, _hmac_blake2b),
+    "SHA256": _Hash(
+        "SHA256",
+        32,
+        lambda data: hashlib.sha256(data).digest(),
+        lambda key, data: hmac.digest(key, data, "sha256"),
+    ),
+    "BLAKE2b": _Hash(
+        "BLAKE2b",
+        64,
+        lambda data: hashlib.blake2b(data).digest(),
+        lambda key, data: hmac.digest(key, data, hashlib.blake2b),
+    ),
 }
 
 
@@ -233,6 +221,17 @@ _MESSAGE_PATTERNS: tuple[tuple[str, ...], ...] = (("e", "es"), ("e", "ee"), ("s"
 # is always set by then), 16 for the payload's tag (likewise always encrypted).
 _MESSAGE_OVERHEAD = (48, 48, 64)
 
+# Which of our keys and which of the peer's each DH token combines (the first letter of a token
+# names the initiator's key, the second the responder's).
+_DH_KEYS: dict[tuple[Role, str], tuple[str, str]] = {
+    (Role.INITIATOR, "ee"): ("e", "e"),
+    (Role.RESPONDER, "ee"): ("e", "e"),
+    (Role.INITIATOR, "es"): ("e", "s"),
+    (Role.RESPONDER, "es"): ("s", "e"),
+    (Role.INITIATOR, "se"): ("s", "e"),
+    (Role.RESPONDER, "se"): ("e", "s"),
+}
+
 # The state machine: at each step, what each role must do. A step not in the table means the
 # handshake is complete; anything else is out of turn and raises LocalProtocolError.
 _TURNS: dict[tuple[Role, int], str] = {
@@ -286,7 +285,6 @@ class HandshakeState:
         role: Role,
         static_private: bytes,
         remote_static_public: bytes | None,
-        *,
         ephemeral_private: bytes,
         prologue: bytes,
         hash_name: str,
@@ -329,9 +327,9 @@ class HandshakeState:
             Role.INITIATOR,
             static_private,
             remote_static_public,
-            ephemeral_private=ephemeral_private,
-            prologue=prologue,
-            hash_name=hash_name,
+            ephemeral_private,
+            prologue,
+            hash_name,
         )
 
     @classmethod
@@ -344,14 +342,7 @@ class HandshakeState:
         hash_name: str = "SHA256",
     ) -> HandshakeState:
         """The side that accepts; it learns the initiator's static key from message three."""
-        return cls(
-            Role.RESPONDER,
-            static_private,
-            None,
-            ephemeral_private=ephemeral_private,
-            prologue=prologue,
-            hash_name=hash_name,
-        )
+        return cls(Role.RESPONDER, static_private, None, ephemeral_private, prologue, hash_name)
 
     @property
     def role(self) -> Role:
@@ -457,25 +448,11 @@ class HandshakeState:
             self._ephemeral_private = b""
 
     def _dh_token(self, token: str) -> bytes:
-        """The DH of `ee`, `es` or `se` (first letter: initiator's key, second: responder's)."""
-        remote_ephemeral, remote_static = self._remote_ephemeral, self._remote_static
-        if token == "ee":
-            assert remote_ephemeral is not None
-            return _dh(self._ephemeral_private, remote_ephemeral)
-        initiator_is_local = self._role is Role.INITIATOR
-        if token == "es":
-            if initiator_is_local:
-                assert remote_static is not None
-                return _dh(self._ephemeral_private, remote_static)
-            assert remote_ephemeral is not None
-            return _dh(self._static_private, remote_ephemeral)
-        if token == "se":
-            if initiator_is_local:
-                assert remote_ephemeral is not None
-                return _dh(self._static_private, remote_ephemeral)
-            assert remote_static is not None
-            return _dh(self._ephemeral_private, remote_static)
-        raise AssertionError(f"unknown Noise token {token!r}")
+        local, remote = _DH_KEYS[self._role, token]
+        private_key = self._ephemeral_private if local == "e" else self._static_private
+        public_key = self._remote_ephemeral if remote == "e" else self._remote_static
+        assert public_key is not None, "XK always has the remote key by the time it is used"
+        return _dh(private_key, public_key)
 
     def __repr__(self) -> str:
         return (

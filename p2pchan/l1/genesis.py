@@ -80,7 +80,7 @@ def load_genesis_spec(path: Path) -> GenesisSpec:
     """
     try:
         document = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise UserError(f"cannot read genesis file {path}: {error}") from None
     if not isinstance(document, dict):
         raise UserError(f"genesis file {path} must hold a JSON object")
@@ -91,7 +91,10 @@ def load_genesis_spec(path: Path) -> GenesisSpec:
     if not isinstance(raw_allocations, dict):
         raise UserError("genesis allocations must be an object of account -> amount")
     allocations = tuple(
-        Allocation(parse_address(account, "genesis account"), parse_amount(amount))
+        Allocation(
+            parse_address(account, "genesis account"),
+            _amount(amount, f"genesis amount for {account}"),
+        )
         for account, amount in raw_allocations.items()
     )
     if sum(allocation.amount for allocation in allocations) > U64_MAX:
@@ -99,4 +102,11 @@ def load_genesis_spec(path: Path) -> GenesisSpec:
     dev = document.get("dev", False)
     if not isinstance(dev, bool):
         raise UserError("genesis dev must be true or false")
-    return GenesisSpec(allocations, parse_amount(document.get("min_fee", 0), "min_fee"), dev)
+    return GenesisSpec(allocations, _amount(document.get("min_fee", 0), "genesis min_fee"), dev)
+
+
+def _amount(value: object, what: str) -> int:
+    # parse_amount takes an int or a decimal string; JSON may also hold floats, null, lists...
+    if not isinstance(value, int | str):
+        raise UserError(f"{what} must be an integer, got {json.dumps(value)}")
+    return parse_amount(value, what)

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 import trio
 
+from p2pchan.concurrency import leaves, only_expected
 from p2pchan.errors import ChainError, RemoteProtocolError
 from p2pchan.l1.api import (
     MAX_REQUEST_SIZE,
@@ -54,6 +55,13 @@ from p2pchan.wire.framing import FrameDecoder, frame
 from p2pchan.wire.records import Record
 
 log = structlog.get_logger(__name__)
+
+_CONNECTION_ERRORS = (
+    RemoteProtocolError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.TooSlowError,
+)
 
 READY_FILE = "l1.json"
 MAX_CONNECTIONS = 1024
@@ -120,11 +128,24 @@ class _Connection:
         return frame(RESPONSES.encode(response), max_size=MAX_RESPONSE_SIZE)
 
     def _dispatch(self, request: Request, nursery: trio.Nursery) -> None:
-        """Answer a request now (into the outbox) or start a task for one that waits."""
-        if isinstance(request, SubmitRequest | FaucetRequest | MineRequest | WaitRequest):
+        """Answer a request now (into the outbox), or start a task for one that must wait.
+
+        Submissions are admitted here, in frame order, so a client may pipeline one sender's
+        transactions; only waiting for their block happens in a task.
+        """
+        if isinstance(request, MineRequest | WaitRequest):
             nursery.start_soon(self._answer_later, request)
             return
-        self._outbox.append(self._encode(self._answer_now(request)))
+        response = self._answer_now(request)
+        if (
+            isinstance(request, SubmitRequest | FaucetRequest)
+            and request.wait
+            and isinstance(response, SubmitResult)
+            and not response.included
+        ):
+            nursery.start_soon(self._answer_when_included, response)
+            return
+        self._outbox.append(self._encode(response))
 
     def _rejected(self, request: Request, error: ChainError) -> ErrorResponse:
         log.info(
@@ -139,6 +160,12 @@ class _Connection:
         service = self.service
         rid = request.request_id
         try:
+            if isinstance(request, SubmitRequest):
+                tx_hash, block = service.submit(request.transaction)
+                return SubmitResult(rid, tx_hash, block, False)
+            if isinstance(request, FaucetRequest):
+                tx_hash, block = service.faucet(request.address, request.amount)
+                return SubmitResult(rid, tx_hash, block, False)
             if isinstance(request, StatusRequest):
                 state = service.confirmed
                 return StatusResult(
@@ -181,34 +208,24 @@ class _Connection:
             return self._rejected(request, error)
         raise RemoteProtocolError(f"unexpected request {type(request).__name__}")
 
-    async def _answer_later(self, request: Request) -> None:
+    async def _answer_when_included(self, admitted: SubmitResult) -> None:
+        await self.service.wait_for_height(admitted.block)
+        included = SubmitResult(admitted.request_id, admitted.tx_hash, admitted.block, True)
+        await self._send([self._encode(included)])
+
+    async def _answer_later(self, request: MineRequest | WaitRequest) -> None:
         service = self.service
         response: Record
-        try:
-            if isinstance(request, SubmitRequest | FaucetRequest):
-                if isinstance(request, SubmitRequest):
-                    tx_hash, block = service.submit(request.transaction)
-                else:
-                    tx_hash, block = service.faucet(request.address, request.amount)
-                if request.wait:
-                    await service.wait_for_height(block)
-                included = service.head.height >= block
-                response = SubmitResult(request.request_id, tx_hash, block, included)
-            elif isinstance(request, MineRequest):
-                if request.count > MAX_MINE_PER_REQUEST:
-                    raise ChainError(
-                        "too_many_blocks", f"mine at most {MAX_MINE_PER_REQUEST} at once"
-                    )
-                for _ in range(request.count):
-                    await service.seal()
-                response = HeightResult(request.request_id, service.head.height)
-            elif isinstance(request, WaitRequest):
-                await service.wait_for_height(request.height)
-                response = HeightResult(request.request_id, service.head.height)
-            else:
-                raise RemoteProtocolError(f"unexpected request {type(request).__name__}")
-        except ChainError as error:
+        if isinstance(request, WaitRequest):
+            await service.wait_for_height(request.height)
+            response = HeightResult(request.request_id, service.head.height)
+        elif request.count > MAX_MINE_PER_REQUEST:
+            error = ChainError("too_many_blocks", f"mine at most {MAX_MINE_PER_REQUEST} at once")
             response = self._rejected(request, error)
+        else:
+            for _ in range(request.count):
+                await service.seal()
+            response = HeightResult(request.request_id, service.head.height)
         await self._send([self._encode(response)])
 
     async def _stream_blocks(self, request: SubscribeRequest) -> None:
@@ -237,10 +254,16 @@ async def _serve_connection(
         return
     try:
         await _Connection(service, stream).run()
-    except RemoteProtocolError as error:
-        log.warning("l1_connection_dropped", peer=peer, reason=str(error))
-    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as error:
-        log.info("l1_connection_lost", peer=peer, reason=type(error).__name__)
+    except BaseException as raised:
+        # A connection's failure ends that connection only; bugs and cancellation propagate.
+        if not only_expected(raised, _CONNECTION_ERRORS):
+            raise
+        reasons = leaves(raised)
+        protocol = [error for error in reasons if isinstance(error, RemoteProtocolError)]
+        if protocol:
+            log.warning("l1_connection_dropped", peer=peer, reason=str(protocol[0]))
+        else:
+            log.info("l1_connection_lost", peer=peer, reason=type(reasons[0]).__name__)
     finally:
         limiter.release()
         with trio.move_on_after(1) as cleanup:

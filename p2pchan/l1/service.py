@@ -20,7 +20,13 @@ import trio
 from p2pchan.errors import ChainError, RemoteProtocolError, StoreError
 from p2pchan.l1 import chain
 from p2pchan.l1.api import BlockNotice
-from p2pchan.l1.blocks import Block, BlockHeader, transactions_root
+from p2pchan.l1.blocks import (
+    MAX_BLOCK_SIZE,
+    MAX_BLOCK_TRANSACTIONS,
+    Block,
+    BlockHeader,
+    transactions_root,
+)
 from p2pchan.l1.events import Event
 from p2pchan.l1.genesis import Genesis, GenesisSpec
 from p2pchan.l1.state import ChainState
@@ -36,7 +42,9 @@ from p2pchan.types import Address, BlockHash, TxHash
 
 log = structlog.get_logger(__name__)
 
-MAX_PENDING_TRANSACTIONS = 50_000
+# What one block may hold; admission refuses more, so every sealed block decodes on replay.
+_ENTRY_OVERHEAD = 16  # msgpack array and bin headers around a transaction's body and signature
+_BLOCK_BYTE_BUDGET = MAX_BLOCK_SIZE - 1024 * 1024  # headroom for the header and framing
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +94,7 @@ class ChainService:
         self.notices: list[BlockNotice] = []  # notices[h - 1] is block h's
         self.tx_blocks: dict[TxHash, int] = {}  # every included transaction -> its block
         self._admitted: list[Admitted] = []
+        self._admitted_bytes = 0
         self._pending_hashes: set[TxHash] = set()
         self._sealing_height = 1  # the block admitted transactions go into
         self._seal_lock = trio.Lock()
@@ -162,10 +171,15 @@ class ChainService:
         return self._admit(faucet_transaction(self.chain_id, self.pending.faucet_grants, grant))
 
     def _admit(self, tx: Transaction) -> tuple[TxHash, int]:
-        if len(self._admitted) >= MAX_PENDING_TRANSACTIONS:
-            raise ChainError("mempool_full", "too many pending transactions; retry later")
+        size = len(tx.signed.body) + len(tx.signed.signature) + _ENTRY_OVERHEAD
+        if (
+            len(self._admitted) >= MAX_BLOCK_TRANSACTIONS
+            or self._admitted_bytes + size > _BLOCK_BYTE_BUDGET
+        ):
+            raise ChainError("block_full", "the next block is full; retry after it is sealed")
         events = chain.apply(self.pending, tx, self._sealing_height)
         self._admitted.append(Admitted(tx, events))
+        self._admitted_bytes += size
         self._pending_hashes.add(tx.hash)
         return tx.hash, self._sealing_height
 
@@ -184,6 +198,7 @@ class ChainService:
         """Cut a block from everything admitted, make it durable, then publish it."""
         async with self._seal_lock:
             admitted, self._admitted = self._admitted, []
+            self._admitted_bytes = 0
             height = self._sealing_height
             self._sealing_height += 1
             hashes = [entry.transaction.hash for entry in admitted]

@@ -12,8 +12,9 @@ from p2pchan.crypto.keys import Identity
 from p2pchan.errors import ChainError
 from p2pchan.l1.api import SubmitResult
 from p2pchan.l1.client import L1Client
-from p2pchan.l1.transactions import Call, sign_transaction
-from p2pchan.types import ChainId
+from p2pchan.l1.contract import channel_id_for
+from p2pchan.l1.transactions import Call, ChannelOpen, sign_transaction
+from p2pchan.types import Address, ChainId, ChannelId
 
 
 class Wallet:
@@ -31,6 +32,17 @@ class Wallet:
 
     async def send(self, call: Call, *, wait: bool = False) -> SubmitResult:
         """Sign and submit `call`; with `wait`, return once its block is durable."""
+        _nonce, result = await self._send(call, wait=wait)
+        return result
+
+    async def open_channel(
+        self, partner: Address, settle_timeout: int, *, wait: bool = False
+    ) -> tuple[ChannelId, SubmitResult]:
+        """Open a channel; its id follows from the opening transaction's nonce."""
+        nonce, result = await self._send(ChannelOpen(partner, settle_timeout), wait=wait)
+        return channel_id_for(self.chain_id, self.identity.node_id, nonce), result
+
+    async def _send(self, call: Call, *, wait: bool) -> tuple[int, SubmitResult]:
         async with self._lock:
             if self._next_nonce is None:
                 self._next_nonce = (await self.client.account(self.identity.node_id)).pending_nonce
@@ -42,8 +54,9 @@ class Wallet:
             except ChainError:
                 self._next_nonce = None
                 raise
+            nonce = self._next_nonce
             self._next_nonce += 1
         if wait and not result.included:
             await self.client.wait_for_height(result.block)
             result = SubmitResult(result.request_id, result.tx_hash, result.block, True)
-        return result
+        return nonce, result

@@ -23,6 +23,16 @@ R = TypeVar("R", bound=type[Record])
 _MSGPACK_ERRORS = (ValueError, TypeError, OverflowError, msgpack.UnpackException)
 
 
+def _reject_map(value: object) -> Any:
+    # max_map_len=0 still lets an empty map through; this catches it.
+    raise ValueError("maps are not allowed")
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    # max_ext_len=0 still lets a zero-length ext (ext 8, length 0) through; this catches it.
+    raise ValueError("ext types are not allowed")
+
+
 def pack(value: Any) -> bytes:
     """Encode a value built from ints, bytes, str, bool, None, lists and tuples."""
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
@@ -43,6 +53,8 @@ def unpack(data: bytes, *, max_len: int) -> Any:
             strict_map_key=True,
             max_map_len=0,
             max_ext_len=0,
+            object_hook=_reject_map,
+            ext_hook=_reject_ext,
             max_bin_len=max_len,
             max_str_len=max_len,
             max_array_len=max_len,

@@ -30,7 +30,8 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Bytes not yet returned as a frame (non-zero at EOF means a torn frame)."""
-        return len(self._buffer)
+        # Once a header is parsed it leaves the buffer; it still belongs to an unfinished frame.
+        return len(self._buffer) + (HEADER_SIZE if self._want is not None else 0)
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return every body now complete, in order."""

@@ -61,6 +61,8 @@ def parse_amount(text: str | int, what: str = "amount") -> Amount:
         raise UserError(f"{what} must be an integer")
     if isinstance(text, int):
         value = text
+    elif not isinstance(text, str):
+        raise UserError(f"{what} must be an integer, got {type(text).__name__}")
     else:
         try:
             value = int(text, 10)

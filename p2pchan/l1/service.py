@@ -98,6 +98,7 @@ class ChainService:
         self._pending_hashes: set[TxHash] = set()
         self._sealing_height = 1  # the block admitted transactions go into
         self._seal_lock = trio.Lock()
+        self._broken: str | None = None  # set when a block could not be made durable
         self._new_block = trio.Event()
 
     @classmethod
@@ -111,9 +112,13 @@ class ChainService:
     ) -> ChainService:
         datadir.mkdir(parents=True, exist_ok=True)
         store = ChainStore(datadir)
-        genesis = load_or_create_genesis(store, genesis_spec, dev)
-        service = cls(store, genesis, block_time=block_time)
-        service._replay(store.open_blocks())
+        try:
+            genesis = load_or_create_genesis(store, genesis_spec, dev)
+            service = cls(store, genesis, block_time=block_time)
+            service._replay(store.open_blocks())
+        except BaseException:
+            store.close()
+            raise
         log.info(
             "l1_loaded",
             chain_id=service.chain_id.hex(),
@@ -171,6 +176,7 @@ class ChainService:
         return self._admit(faucet_transaction(self.chain_id, self.pending.faucet_grants, grant))
 
     def _admit(self, tx: Transaction) -> tuple[TxHash, int]:
+        self._check_not_broken()
         size = len(tx.signed.body) + len(tx.signed.signature) + _ENTRY_OVERHEAD
         if (
             len(self._admitted) >= MAX_BLOCK_TRANSACTIONS
@@ -182,6 +188,10 @@ class ChainService:
         self._admitted_bytes += size
         self._pending_hashes.add(tx.hash)
         return tx.hash, self._sealing_height
+
+    def _check_not_broken(self) -> None:
+        if self._broken is not None:
+            raise StoreError(f"layer 1 stopped: {self._broken}; restart it")
 
     def is_pending(self, tx_hash: TxHash) -> bool:
         return tx_hash in self._pending_hashes
@@ -197,6 +207,7 @@ class ChainService:
     async def seal(self) -> BlockHeader:
         """Cut a block from everything admitted, make it durable, then publish it."""
         async with self._seal_lock:
+            self._check_not_broken()
             admitted, self._admitted = self._admitted, []
             self._admitted_bytes = 0
             height = self._sealing_height
@@ -209,7 +220,14 @@ class ChainService:
                 transactions_root(list(hashes)),
             )
             block = Block(header, tuple(entry.transaction.signed for entry in admitted))
-            await trio.to_thread.run_sync(self.store.append_block, block.encode())
+            try:
+                await trio.to_thread.run_sync(self.store.append_block, block.encode())
+            except BaseException as error:
+                # The pending state already holds these transactions and their height is used:
+                # nothing can be sealed consistently any more. Stop; a restart replays the log.
+                self._broken = f"block {height} could not be written: {error!r}"
+                log.critical("l1_block_write_failed", height=height, reason=repr(error))
+                raise
             events: list[Event] = []
             for entry in admitted:
                 confirmed_events = chain.apply(self.confirmed, entry.transaction, height)

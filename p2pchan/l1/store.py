@@ -1,9 +1,10 @@
 """The layer-1 node's durable store: the genesis file and an append-only, fsynced block log.
 
-Each log record is `length (4 bytes BE) || sha256(payload) || payload`. `append` returns only once
+Each log record is `length (4 bytes BE) || crc32(length) (4) || sha256(payload) || payload`. `append` returns only once
 the record is on disk (fdatasync), so a block reported as included survives kill -9. On open, a
-record cut short or failing its checksum at the very end of the log is a torn write: it is logged
-and truncated away. A bad record with more data after it is corruption, and opening fails.
+record cut short or failing its checksum at the very end of the log (or followed only by zeros) is
+a torn write: it is logged and truncated away. Any other bad record is corruption, and opening
+fails rather than dropping acknowledged blocks.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +26,14 @@ log = structlog.get_logger(__name__)
 GENESIS_FILE = "genesis.bin"
 LOG_FILE = "blocks.log"
 LOCK_FILE = "LOCK"
-_LENGTH = struct.Struct(">I")
-_RECORD_HEADER = _LENGTH.size + 32
+_HEADER = struct.Struct(">II")  # payload length, crc32 of those 4 length bytes
+_LENGTH_SIZE = 4
+_RECORD_HEADER = _HEADER.size + 32  # then sha256(payload), then the payload
 MAX_RECORD = 256 * 1024 * 1024
+
+
+def _only_zeros(data: bytes, offset: int) -> bool:
+    return data.count(0, offset) == len(data) - offset
 
 
 def fsync_directory(path: Path) -> None:
@@ -85,32 +92,45 @@ class BlockLog:
         return records
 
     def _scan(self, data: bytes) -> tuple[list[bytes], int]:
+        """Parse records from the start; return them and the end of the last intact one.
+
+        Only the last write can be torn, so a damaged record that reaches the end of the file
+        (or is followed only by zeros, as a power loss can leave) ends the log; any other damage
+        is corruption. The header checksum tells a torn payload from a corrupted length.
+        """
         records: list[bytes] = []
+        self._spans = []
         offset = 0
-        while offset < len(data):
-            if len(data) - offset < _RECORD_HEADER:
+        size = len(data)
+        while offset < size:
+            if size - offset < _RECORD_HEADER:
                 break  # a torn header
-            (length,) = _LENGTH.unpack_from(data, offset)
-            end = offset + _RECORD_HEADER + length
+            length, header_check = _HEADER.unpack_from(data, offset)
+            if zlib.crc32(data[offset : offset + _LENGTH_SIZE]) != header_check:
+                if _only_zeros(data, offset):
+                    break  # a zero-filled tail
+                raise self._corrupt(offset, "header checksum")
             if length > MAX_RECORD:
-                if end >= len(data):
-                    break
-                raise StoreError(f"{self.path}: record at byte {offset} has absurd length {length}")
-            if end > len(data):
-                break  # a torn payload
-            digest = data[offset + _LENGTH.size : offset + _RECORD_HEADER]
-            payload = data[offset + _RECORD_HEADER : end]
-            if sha256(payload) != digest:
-                if end == len(data):
+                raise self._corrupt(offset, f"length {length}")
+            start = offset + _RECORD_HEADER
+            end = start + length
+            if end > size:
+                break  # a torn payload: the length was written, the payload only in part
+            payload = data[start:end]
+            if sha256(payload) != data[offset + _HEADER.size : start]:
+                if end == size or _only_zeros(data, end):
                     break  # the last record was torn while being written
-                raise StoreError(
-                    f"{self.path}: record at byte {offset} fails its checksum and is followed by "
-                    "more records; the log is corrupt"
-                )
+                raise self._corrupt(offset, "payload checksum")
             records.append(payload)
-            self._spans.append((offset + _RECORD_HEADER, length))
+            self._spans.append((start, length))
             offset = end
         return records, offset
+
+    def _corrupt(self, offset: int, what: str) -> StoreError:
+        return StoreError(
+            f"{self.path}: the record at byte {offset} fails its {what} and is not the last "
+            "write; the log is corrupt"
+        )
 
     def append(self, payload: bytes) -> None:
         """Append one record and return once it is durable."""
@@ -118,7 +138,8 @@ class BlockLog:
             raise StoreError("block log is not open")
         if len(payload) > MAX_RECORD:
             raise StoreError(f"record of {len(payload)} bytes is too large")
-        record = _LENGTH.pack(len(payload)) + sha256(payload) + payload
+        length = len(payload).to_bytes(_LENGTH_SIZE, "big")
+        record = length + zlib.crc32(length).to_bytes(4, "big") + sha256(payload) + payload
         try:
             written = os.write(self._fd, record)
             while written < len(record):

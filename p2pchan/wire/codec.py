@@ -60,7 +60,7 @@ def unpack(data: bytes, *, max_len: int) -> Any:
             max_array_len=max_len,
         )
     except _MSGPACK_ERRORS as error:
-        raise RemoteProtocolError(f"undecodable msgpack: {error}") from None
+        raise RemoteProtocolError(f"undecodable msgpack: {type(error).__name__} {error}") from None
 
 
 class UnknownMessage:
@@ -118,6 +118,8 @@ class MessageRegistry:
         if type(value) is not list or not value or type(value[0]) is not int:
             raise RemoteProtocolError(f"{self.name} message must be an array [type_id, ...]")
         type_id = value[0]
+        if type_id < 0:
+            raise RemoteProtocolError(f"negative {self.name} message type {type_id}")
         cls = self._by_id.get(type_id)
         if cls is None:
             if type_id % 2 == 0:

@@ -1,7 +1,8 @@
 """The layer-1 node's durable store: the genesis file and an append-only, fsynced block log.
 
-Each log record is `length (4 bytes BE) || crc32(length) (4) || sha256(payload) || payload`. `append` returns only once
-the record is on disk (fdatasync), so a block reported as included survives kill -9. On open, a
+Each log record is `length (4 bytes BE) || crc32(length) (4) || sha256(payload) || payload`.
+`append` returns only once the record is on disk (fdatasync), so a block reported as included
+survives kill -9. On open, a
 record cut short or failing its checksum at the very end of the log (or followed only by zeros) is
 a torn write: it is logged and truncated away. Any other bad record is corruption, and opening
 fails rather than dropping acknowledged blocks.

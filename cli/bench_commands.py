@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from p2pchan_cli.bench_l1 import L1BenchConfig, run_l1_bench
+from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
 
 
@@ -28,3 +29,21 @@ def bench_l1(
     """Signed transfers verified and included per second, block log fsynced every block."""
     config = L1BenchConfig(transactions, senders, connections, block_time)
     emit(ctx, run(ctx, lambda: run_l1_bench(config)))
+
+
+@bench.command("transport")
+@global_options
+@click.option("--messages", type=click.IntRange(1, 10_000_000), default=200_000, show_default=True)
+@click.option(
+    "--size",
+    type=click.IntRange(0, 60_000),
+    default=32,
+    show_default=True,
+    help="Padding bytes per message.",
+)
+@click.option("--handshakes", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@click.pass_context
+def bench_transport(ctx: click.Context, messages: int, size: int, handshakes: int) -> None:
+    """Encrypted messages per second between two node processes, and handshake latency."""
+    config = TransportBenchConfig(messages, size, handshakes)
+    emit(ctx, run(ctx, lambda: run_transport_bench(config)))

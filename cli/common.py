@@ -146,7 +146,8 @@ def emit(ctx: click.Context, document: Any, human: Callable[[Console], None] | N
         click.echo(json.dumps(document, indent=2, sort_keys=False))
         return
     if human is not None:
-        human(Console(soft_wrap=True))
+        # Ids are never cut: tables get room for them even when stdout is not a terminal.
+        human(Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True))
     elif isinstance(document, dict):
         click.echo(key_value_text(document))
     else:

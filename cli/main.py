@@ -13,6 +13,7 @@ from p2pchan_cli.bench_commands import bench
 from p2pchan_cli.common import EXIT_FAILURE, global_options, settings
 from p2pchan_cli.demo import demo
 from p2pchan_cli.l1_commands import l1
+from p2pchan_cli.node_commands import NODE_COMMANDS, node
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +42,9 @@ def cli(ctx: click.Context, log_format: str, log_level: str | None) -> None:
 
 
 cli.add_command(l1)
+cli.add_command(node)
+for command in NODE_COMMANDS:
+    cli.add_command(command)
 cli.add_command(demo)
 cli.add_command(bench)
 

@@ -139,3 +139,27 @@ def l1_process(
         datadir / "l1.json",
         datadir / "l1.log",
     )
+
+
+def node_process(
+    datadir: Path, l1: str, *extra: str, name: str = "node", log_level: str = "info"
+) -> ChildProcess:
+    """`p2pchan node start` in an initialised `datadir`, JSON logs in `datadir/node.log`."""
+    return ChildProcess(
+        name,
+        p2pchan_argv(
+            "--log-format",
+            "json",
+            "--log-level",
+            log_level,
+            "node",
+            "start",
+            "--datadir",
+            str(datadir),
+            "--l1",
+            l1,
+            *extra,
+        ),
+        datadir / "node.json",
+        datadir / "node.log",
+    )

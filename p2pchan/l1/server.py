@@ -49,7 +49,7 @@ from p2pchan.l1.api import (
     WaitRequest,
 )
 from p2pchan.l1.service import ChainService
-from p2pchan.l1.store import write_file_durably
+from p2pchan.storage.files import write_file_durably
 from p2pchan.wire.codec import UnknownMessage
 from p2pchan.wire.framing import FrameDecoder, frame
 from p2pchan.wire.records import Record

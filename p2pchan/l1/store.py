@@ -10,7 +10,6 @@ fails rather than dropping acknowledged blocks.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import struct
 import zlib
@@ -21,12 +20,12 @@ import structlog
 
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import StoreError
+from p2pchan.storage.files import DatadirLock, fsync_directory, write_file_durably
 
 log = structlog.get_logger(__name__)
 
 GENESIS_FILE = "genesis.bin"
 LOG_FILE = "blocks.log"
-LOCK_FILE = "LOCK"
 _HEADER = struct.Struct(">II")  # payload length, crc32 of those 4 length bytes
 _LENGTH_SIZE = 4
 _RECORD_HEADER = _HEADER.size + 32  # then sha256(payload), then the payload
@@ -35,27 +34,6 @@ MAX_RECORD = 256 * 1024 * 1024
 
 def _only_zeros(data: bytes, offset: int) -> bool:
     return data.count(0, offset) == len(data) - offset
-
-
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file_durably(path: Path, data: bytes) -> None:
-    """Write `path` atomically: a temporary file, fsync, rename, fsync the directory."""
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    fsync_directory(path.parent)
 
 
 class BlockLog:
@@ -159,28 +137,6 @@ class BlockLog:
         return os.pread(self._fd, length, offset)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-class DatadirLock:
-    """An exclusive lock on a data dir, so two processes never write the same files."""
-
-    def __init__(self, datadir: Path) -> None:
-        self.path = datadir / LOCK_FILE
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreError(f"{self.path.parent} is in use by another process") from None
-        self._fd = fd
-
-    def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

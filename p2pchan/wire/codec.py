@@ -63,6 +63,10 @@ def unpack(data: bytes, *, max_len: int) -> Any:
         raise RemoteProtocolError(f"undecodable msgpack: {type(error).__name__} {error}") from None
 
 
+class UnknownRequiredMessage(RemoteProtocolError):
+    """An unknown even message type: the receiver must understand it, so the connection ends."""
+
+
 class UnknownMessage:
     """An odd, unknown message type: skipped by the receiver for forward compatibility."""
 
@@ -123,7 +127,7 @@ class MessageRegistry:
         cls = self._by_id.get(type_id)
         if cls is None:
             if type_id % 2 == 0:
-                raise RemoteProtocolError(f"unknown even {self.name} message type {type_id}")
+                raise UnknownRequiredMessage(f"unknown even {self.name} message type {type_id}")
             return UnknownMessage(type_id)
         return cls.from_wire(value[1:], path or cls.__name__)
 

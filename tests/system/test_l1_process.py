@@ -14,15 +14,10 @@ from p2pchan.l1.transactions import Transfer
 from p2pchan.l1.wallet import Wallet
 from p2pchan_cli.processes import ChildProcess, l1_process
 from tests.conftest import ProcessRegistry
-from tests.system.cli import p2pchan
+from tests.system.support import log_events, p2pchan
 
 pytestmark = pytest.mark.slow
 DEADLINE = 90
-
-
-def log_events(child: ChildProcess) -> list[dict[str, object]]:
-    lines = child.log_path.read_text().splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 async def start_l1(processes: ProcessRegistry, datadir: Path, *extra: str) -> ChildProcess:

@@ -1,0 +1,1 @@
+"""The trio shell: peers, the node, the chain watcher and the control RPC."""

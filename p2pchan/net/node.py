@@ -1,0 +1,151 @@
+"""The node's composition root: identity, store, layer 1, peers and the control RPC.
+
+`open_node` loads everything that can fail before serving (key file permissions, the data dir
+lock, the database, layer 1's chain id, which must match the one this data dir was created for);
+`Node.run` then serves peers and RPC and writes the `node.json` ready file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, load_key_file
+from p2pchan.errors import ChainError, StoreError, UserError
+from p2pchan.l1.client import L1Client
+from p2pchan.net.chain_watch import ChainFollower
+from p2pchan.net.peer import PeerSession
+from p2pchan.net.peers import PeerConfig, PeerManager
+from p2pchan.net.rpc import RpcServer
+from p2pchan.storage.db import NodeDatabase
+from p2pchan.storage.files import DatadirLock, write_file_durably
+from p2pchan.types import ChainId
+from p2pchan.wire.peer_messages import PeerMessage
+
+log = structlog.get_logger(__name__)
+
+READY_FILE = "node.json"
+L1_STARTUP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    datadir: Path
+    listen_host: str
+    listen_port: int
+    l1_host: str
+    l1_port: int
+    alias: str = ""
+    dev: bool = False
+    peer: PeerConfig = field(default_factory=PeerConfig)
+
+
+async def _chain_status(config: NodeConfig) -> tuple[ChainId, int]:
+    """Layer 1's chain id and height, retrying for a while if it is not up yet."""
+    with trio.move_on_after(L1_STARTUP_TIMEOUT):
+        while True:
+            try:
+                async with L1Client.connect(config.l1_host, config.l1_port) as client:
+                    status = await client.status()
+                return status.chain_id, status.height
+            except ChainError as error:
+                log.info("l1_not_reachable_yet", reason=str(error))
+                await trio.sleep(0.5)
+    raise UserError(f"cannot reach layer 1 at {config.l1_host}:{config.l1_port}")
+
+
+class Node:
+    def __init__(
+        self,
+        config: NodeConfig,
+        identity: Identity,
+        lock: DatadirLock,
+        database: NodeDatabase,
+        chain_id: ChainId,
+        height: int,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.node_id = identity.node_id
+        self._lock = lock
+        self.database = database
+        self.chain_id = chain_id
+        self.chain = ChainFollower(config.l1_host, config.l1_port, start_height=height)
+        self.peers = PeerManager(identity, chain_id, database, self._on_message, config.peer)
+        self.rpc = RpcServer()
+        self._cancel_scope = trio.CancelScope()
+
+    async def _on_message(self, session: PeerSession, message: PeerMessage) -> None:
+        log.info("peer_message_unhandled", type=type(message).__name__)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until `stop` or cancellation; `started` with the ready-file contents."""
+        from p2pchan.net.node_api import register_node_api  # the API needs a whole Node
+
+        register_node_api(self)
+        ready_path = self.config.datadir / READY_FILE
+        with self._cancel_scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    port = await nursery.start(
+                        self.peers.run, self.config.listen_host, self.config.listen_port
+                    )
+                    nursery.start_soon(self.chain.run)
+                    rpc_path = await nursery.start(self.rpc.serve, self.config.datadir)
+                    ready = {
+                        "node_id": self.node_id.hex(),
+                        "host": self.peers.listen_host,
+                        "port": port,
+                        "rpc": str(rpc_path),
+                        "pid": os.getpid(),
+                    }
+                    write_file_durably(ready_path, json.dumps(ready).encode() + b"\n")
+                    log.info("node_ready", host=ready["host"], port=port, alias=self.config.alias)
+                    task_status.started(ready)
+            finally:
+                ready_path.unlink(missing_ok=True)  # tiny, and must run even while cancelled
+
+    async def stop(self, reason: str) -> None:
+        """A clean stop: tell every peer, then end `run` (database writes in flight finish)."""
+        log.info("node_stopping", reason=reason)
+        with trio.move_on_after(3):
+            await self.peers.say_goodbye(reason)
+        self._cancel_scope.cancel()
+
+    def close(self) -> None:
+        self.database.close()
+        self._lock.release()
+
+
+async def open_node(config: NodeConfig) -> Node:
+    identity = load_key_file(config.datadir / KEY_FILE_NAME)
+    lock = DatadirLock(config.datadir)
+    lock.acquire()
+    try:
+        database = NodeDatabase.open(config.datadir)
+        try:
+            chain_id, height = await _chain_status(config)
+            known = database.get_meta("chain_id")
+            if known is None:
+                database.set_meta_now("chain_id", chain_id)
+            elif known != chain_id:
+                raise StoreError(
+                    f"{config.datadir} belongs to chain {known.hex()[:16]}…, but layer 1 at "
+                    f"{config.l1_host}:{config.l1_port} is chain {chain_id.hex()[:16]}…"
+                )
+        except BaseException:
+            database.close()
+            raise
+    except BaseException:
+        lock.release()
+        raise
+    structlog.contextvars.bind_contextvars(node=identity.node_id.hex())
+    return Node(config, identity, lock, database, chain_id, height)

@@ -1,0 +1,91 @@
+"""The node's control API: the JSON-RPC methods behind the CLI's node commands."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from p2pchan.errors import ChainError, UserError
+from p2pchan.l1.client import L1Client
+from p2pchan.net.rpc import RpcParamError, param, parsed_param
+from p2pchan.types import KEY_SIZE, Address, NodeId, parse_hex
+from p2pchan.wire.peer_messages import PONG_SUPPRESSED, Ping
+
+if TYPE_CHECKING:
+    from p2pchan.net.node import Node
+
+
+def _node_id(text: Any) -> NodeId:
+    return NodeId(Address(parse_hex(str(text), size=KEY_SIZE, what="node id")))
+
+
+def register_node_api(node: Node) -> None:
+    rpc = node.rpc
+
+    async def info(params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            async with L1Client.connect(node.config.l1_host, node.config.l1_port) as client:
+                l1_balance: int | None = (await client.account(node.node_id)).balance
+        except ChainError:
+            l1_balance = None  # layer 1 unreachable right now
+        return {
+            "node_id": node.node_id.hex(),
+            "alias": node.config.alias,
+            "host": node.peers.listen_host,
+            "port": node.peers.listen_port,
+            "block_height": node.chain.height,
+            "l1_balance": l1_balance,
+            "peers": len(node.peers.sessions),
+            "channels": 0,
+        }
+
+    async def connect(params: dict[str, Any]) -> dict[str, Any]:
+        node_id = parsed_param(params, "node_id", _node_id)
+        host = param(params, "host", str)
+        port = param(params, "port", int)
+        if not 0 < port < 65536:
+            raise RpcParamError(f"port {port} is out of range")
+        return (await node.peers.connect(node_id, host, port)).to_json()
+
+    async def peers(params: dict[str, Any]) -> list[dict[str, Any]]:
+        return [peer.to_json() for peer in node.peers.all_peers()]
+
+    async def disconnect(params: dict[str, Any]) -> dict[str, Any]:
+        node_id = parsed_param(params, "node_id", _node_id)
+        if not await node.peers.disconnect(node_id):
+            raise UserError(f"unknown peer {node_id.hex()}")
+        return {"node_id": node_id.hex(), "disconnected": True}
+
+    async def debug_flood(params: dict[str, Any]) -> dict[str, Any]:
+        """Dev nodes only: send COUNT pings that want no pong, then one that does (a barrier:
+        when its pong arrives, the peer has read them all). For transport benchmarks."""
+        if not node.config.dev:
+            raise UserError("debug_flood needs a node started with --dev")
+        node_id = parsed_param(params, "node_id", _node_id)
+        count = param(params, "count", int)
+        size = param(params, "size", int, default=32)
+        session = node.peers.sessions.get(node_id)
+        if session is None:
+            raise UserError(f"not connected to {node_id.hex()}")
+        flood = Ping(PONG_SUPPRESSED, bytes(size))
+        started = trio.current_time()
+        for _ in range(count):
+            await session.send(flood)
+        round_trip = await session.ping()
+        elapsed = trio.current_time() - started
+        return {
+            "messages": count,
+            "seconds": elapsed,
+            "messages_per_s": count / elapsed if elapsed else None,
+            "barrier_round_trip_s": round_trip,
+        }
+
+    for name, handler in (
+        ("info", info),
+        ("connect", connect),
+        ("peers", peers),
+        ("disconnect", disconnect),
+        ("debug_flood", debug_flood),
+    ):
+        rpc.register(name, handler)

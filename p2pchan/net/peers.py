@@ -1,0 +1,382 @@
+"""The peer manager: who we are connected to, and keeping it that way.
+
+It accepts connections (at most `max_pending_handshakes` handshakes at once, at most `max_peers`
+sessions), dials peers, and keeps one session per peer. Peers we connected to are remembered in
+the store and redialled with exponential backoff, across restarts too. Two sessions with one
+peer: if both came the same way, the newer replaces the older (the peer reconnected); if they
+crossed (both dialled at once), the one dialled by the smaller node id stays, so both ends keep
+the same one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import trio
+
+from p2pchan.crypto.keys import Identity
+from p2pchan.errors import CryptoError, P2pchanError, RemoteProtocolError, UserError
+from p2pchan.net.misbehaviour import MisbehaviourLedger
+from p2pchan.net.peer import Direction, MessageHandler, PeerSession
+from p2pchan.net.transport import SecureStream, initiate, respond
+from p2pchan.storage.db import NodeDatabase
+from p2pchan.storage.peers import RememberedPeer, forget_peer, load_peers, remember_peer
+from p2pchan.types import ChainId, NodeId
+from p2pchan.wire.peer_messages import PEER_MESSAGES, PROTOCOL_VERSION, Goodbye, Init
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    max_peers: int = 128
+    max_pending_handshakes: int = 32
+    handshake_timeout: float = 10.0
+    ping_interval: float = 30.0
+    pong_timeout: float = 20.0
+    reconnect_initial: float = 0.25
+    reconnect_max: float = 30.0
+    stable_after: float = 60.0  # a session this long resets the backoff
+    ban_threshold: float = 100
+    ban_seconds: float = 600
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    node_id: NodeId
+    host: str
+    port: int
+    connected: bool
+    direction: str | None
+    remembered: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id.hex(),
+            "host": self.host,
+            "port": self.port,
+            "connected": self.connected,
+            "direction": self.direction,
+            "remembered": self.remembered,
+        }
+
+
+class ConnectFailed(P2pchanError):
+    """A dial or handshake did not produce a session."""
+
+
+_HANDSHAKE_ERRORS = (
+    OSError,
+    trio.TooSlowError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    RemoteProtocolError,
+    CryptoError,
+)
+
+
+class PeerManager:
+    def __init__(
+        self,
+        identity: Identity,
+        chain_id: ChainId,
+        database: NodeDatabase,
+        handler: MessageHandler,
+        config: PeerConfig | None = None,
+    ) -> None:
+        self.identity = identity
+        self.chain_id = chain_id
+        self.database = database
+        self.handler = handler
+        self.config = config or PeerConfig()
+        self.sessions: dict[NodeId, PeerSession] = {}
+        self.remembered: dict[NodeId, RememberedPeer] = {}
+        self.misbehaviour = MisbehaviourLedger(
+            threshold=self.config.ban_threshold, ban_seconds=self.config.ban_seconds
+        )
+        self._keepers: dict[NodeId, trio.CancelScope] = {}
+        self._handshakes = trio.CapacityLimiter(self.config.max_pending_handshakes)
+        self._nursery: trio.Nursery | None = None
+        self._session_changed = trio.Event()
+        self.listen_host = ""
+        self.listen_port = 0
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on `host:port`, redial remembered peers, and serve until cancelled."""
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.listen_host, self.listen_port = listeners[0].socket.getsockname()[:2]
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(trio.serve_listeners, self._accept, listeners)
+            for peer in self.database.run_now(load_peers):
+                self.remembered[peer.node_id] = peer
+                self._start_keeper(peer, None)
+            log.info("peers_listening", host=self.listen_host, port=self.listen_port)
+            task_status.started(self.listen_port)
+
+    async def say_goodbye(self, reason: str) -> None:
+        """Tell every peer we are going (shutdown); returns once they are closed or it timed out."""
+        async with trio.open_nursery() as nursery:
+            for session in list(self.sessions.values()):
+                nursery.start_soon(session.close, reason)
+
+    # -- connecting ------------------------------------------------------------------------
+
+    async def connect(self, node_id: NodeId, host: str, port: int) -> PeerInfo:
+        """Dial a peer now; on success remember it and keep it connected from then on."""
+        if node_id == self.identity.node_id:
+            raise UserError("cannot connect to ourselves")
+        if node_id not in self.sessions:
+            try:
+                secure, leftover = await self._dial(node_id, host, port)
+            except ConnectFailed as error:
+                raise UserError(
+                    f"cannot connect to {node_id.hex()}@{host}:{port}: {error}"
+                ) from None
+        peer = RememberedPeer(node_id, host, port)
+        await self.database.run(remember_peer(peer, int(time.time() * 1000)))
+        self.remembered[node_id] = peer
+        if node_id not in self.sessions:
+            session = self._new_session(secure, Direction.OUTBOUND, host, port)
+            self._start_keeper(peer, (session, leftover))
+            await self._wait_registered(session)
+        elif node_id not in self._keepers:
+            self._start_keeper(peer, None)
+        return self.info(node_id)
+
+    async def disconnect(self, node_id: NodeId) -> bool:
+        """Forget a peer and close its session; False if we knew nothing of it."""
+        known = node_id in self.remembered or node_id in self.sessions
+        keeper = self._keepers.pop(node_id, None)
+        if keeper is not None:
+            keeper.cancel()
+        if node_id in self.remembered:
+            del self.remembered[node_id]
+            await self.database.run(forget_peer(node_id))
+        session = self.sessions.get(node_id)
+        if session is not None:
+            await session.close("disconnect requested")
+        return known
+
+    async def _dial(
+        self, node_id: NodeId, host: str, port: int
+    ) -> tuple[SecureStream, list[bytes]]:
+        try:
+            with trio.fail_after(self.config.handshake_timeout):
+                stream = await trio.open_tcp_stream(host, port)
+                try:
+                    secure = await initiate(stream, self.identity, node_id)
+                    leftover = await self._exchange_init(secure)
+                except BaseException:
+                    with trio.CancelScope(shield=True):
+                        await stream.aclose()
+                    raise
+        except _HANDSHAKE_ERRORS as error:
+            raise ConnectFailed(_describe(error)) from None
+        if self.misbehaviour.is_banned(node_id, trio.current_time()):
+            await secure.aclose()
+            raise ConnectFailed("that peer is banned for misbehaviour")
+        return secure, leftover
+
+    def _start_keeper(
+        self, peer: RememberedPeer, first: tuple[PeerSession, list[bytes]] | None
+    ) -> None:
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        self._keepers[peer.node_id] = scope
+        self._nursery.start_soon(self._keep_connected, peer, first, scope)
+
+    async def _keep_connected(
+        self,
+        peer: RememberedPeer,
+        first: tuple[PeerSession, list[bytes]] | None,
+        scope: trio.CancelScope,
+    ) -> None:
+        """Stay connected to a remembered peer: redial with exponential backoff and jitter."""
+        backoff = self.config.reconnect_initial
+        with scope, structlog.contextvars.bound_contextvars(peer=peer.node_id.hex()):
+            while True:
+                existing = self.sessions.get(peer.node_id)
+                if existing is not None:  # it connected to us meanwhile
+                    await existing.closed.wait()
+                    backoff = self.config.reconnect_initial
+                    continue
+                if first is not None:
+                    session, leftover = first
+                    first = None
+                else:
+                    try:
+                        secure, leftover = await self._dial(peer.node_id, peer.host, peer.port)
+                    except ConnectFailed as error:
+                        log.info(
+                            "peer_redial_failed", reason=str(error), retry_in=round(backoff, 2)
+                        )
+                        await trio.sleep(backoff * random.uniform(0.5, 1.0))
+                        backoff = min(backoff * 2, self.config.reconnect_max)
+                        continue
+                    session = self._new_session(secure, Direction.OUTBOUND, peer.host, peer.port)
+                started = trio.current_time()
+                await self._run_session(session, leftover)
+                if trio.current_time() - started >= self.config.stable_after:
+                    backoff = self.config.reconnect_initial
+                await trio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, self.config.reconnect_max)
+
+    # -- accepting -------------------------------------------------------------------------
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        host, port = _peer_address(stream)
+        try:
+            self._handshakes.acquire_nowait()
+        except trio.WouldBlock:
+            log.warning("peer_refused", remote=f"{host}:{port}", reason="too many handshakes")
+            await stream.aclose()
+            return
+        try:
+            if len(self.sessions) >= self.config.max_peers:
+                raise ConnectFailed(f"already at the limit of {self.config.max_peers} peers")
+            with trio.fail_after(self.config.handshake_timeout):
+                secure = await respond(stream, self.identity)
+                leftover = await self._exchange_init(secure)
+        except (*_HANDSHAKE_ERRORS, ConnectFailed) as error:
+            log.warning("peer_handshake_failed", remote=f"{host}:{port}", reason=_describe(error))
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        finally:
+            self._handshakes.release()
+        if self.misbehaviour.is_banned(secure.remote_node_id, trio.current_time()):
+            log.warning("peer_refused", peer=secure.remote_node_id.hex(), reason="banned")
+            await secure.aclose()
+            return
+        session = self._new_session(secure, Direction.INBOUND, host, port)
+        await self._run_session(session, leftover)
+
+    async def _exchange_init(self, secure: SecureStream) -> list[bytes]:
+        """Send our init at once, then read and check theirs; return any bodies that followed."""
+        ours = Init(PROTOCOL_VERSION, self.chain_id, b"")
+        await secure.send([PEER_MESSAGES.encode(ours)])
+        bodies = await secure.receive()
+        if not bodies:
+            raise RemoteProtocolError("connection closed before init")
+        theirs = PEER_MESSAGES.decode(bodies[0])
+        if not isinstance(theirs, Init):
+            raise RemoteProtocolError(f"expected init first, got {type(theirs).__name__}")
+        if theirs.chain_id != self.chain_id:
+            await secure.send([PEER_MESSAGES.encode(Goodbye("init for another chain"))])
+            raise RemoteProtocolError(f"init for another chain ({theirs.chain_id.hex()[:16]}…)")
+        if theirs.version != PROTOCOL_VERSION:
+            raise RemoteProtocolError(f"unsupported protocol version {theirs.version}")
+        return bodies[1:]
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def _new_session(
+        self, secure: SecureStream, direction: Direction, host: str, port: int
+    ) -> PeerSession:
+        return PeerSession(
+            secure,
+            direction,
+            host,
+            port,
+            ping_interval=self.config.ping_interval,
+            pong_timeout=self.config.pong_timeout,
+            handler=self.handler,
+            report_fault=self._report_fault,
+        )
+
+    def _report_fault(self, session: PeerSession, points: float, reason: str) -> bool:
+        return self.misbehaviour.add(session.node_id, points, trio.current_time())
+
+    def _keeps_existing(self, existing: PeerSession, new: PeerSession) -> bool:
+        """The duplicate-session rule (see the module docstring)."""
+        if existing.direction == new.direction:
+            return False
+        ours_first = self.identity.node_id < new.node_id
+        kept = Direction.OUTBOUND if ours_first else Direction.INBOUND
+        return existing.direction == kept
+
+    async def _run_session(self, session: PeerSession, leftover: list[bytes]) -> None:
+        existing = self.sessions.get(session.node_id)
+        if existing is not None:
+            if self._keeps_existing(existing, session):
+                await session.close("duplicate connection", tell_peer=False)
+                await session.secure.aclose()
+                return
+            await existing.close("replaced by a newer connection", tell_peer=False)
+        self.sessions[session.node_id] = session
+        self._notify_change()
+        log.info(
+            "peer_connected",
+            peer=session.node_id.hex(),
+            direction=session.direction.value,
+            remote=f"{session.host}:{session.port}",
+        )
+        try:
+            await session.run(leftover)
+        finally:
+            if self.sessions.get(session.node_id) is session:
+                del self.sessions[session.node_id]
+                self._notify_change()
+
+    def _notify_change(self) -> None:
+        self._session_changed.set()
+        self._session_changed = trio.Event()
+
+    async def _wait_registered(self, session: PeerSession) -> None:
+        while self.sessions.get(session.node_id) is not session:
+            if session.closed.is_set():
+                raise UserError(
+                    f"connection to {session.node_id.hex()} closed: {session.close_reason}"
+                )
+            await self._session_changed.wait()
+
+    async def wait_connected(self, node_id: NodeId) -> PeerSession:
+        while node_id not in self.sessions:
+            await self._session_changed.wait()
+        return self.sessions[node_id]
+
+    # -- views -----------------------------------------------------------------------------
+
+    def info(self, node_id: NodeId) -> PeerInfo:
+        session = self.sessions.get(node_id)
+        remembered = self.remembered.get(node_id)
+        if session is not None:
+            host, port = (
+                (remembered.host, remembered.port) if remembered else (session.host, session.port)
+            )
+            return PeerInfo(
+                node_id, host, port, True, session.direction.value, remembered is not None
+            )
+        if remembered is None:
+            raise UserError(f"unknown peer {node_id.hex()}")
+        return PeerInfo(node_id, remembered.host, remembered.port, False, None, True)
+
+    def all_peers(self) -> list[PeerInfo]:
+        return [self.info(node_id) for node_id in {*self.remembered, *self.sessions}]
+
+
+def _peer_address(stream: trio.SocketStream) -> tuple[str, int]:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "?", 0
+    return str(host), int(port)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, trio.TooSlowError):
+        return "handshake timed out"
+    if isinstance(error, trio.BrokenResourceError | trio.ClosedResourceError):
+        return "connection lost during the handshake"
+    if isinstance(error, CryptoError):
+        return f"handshake failed: {error}"
+    return str(error) or type(error).__name__

@@ -1,0 +1,1 @@
+"""The node's durable store: SQLite in WAL mode with synchronous=FULL."""

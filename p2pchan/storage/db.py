@@ -1,0 +1,111 @@
+"""The node's SQLite database: one file per node, WAL, synchronous=FULL, versioned schema.
+
+All access goes through `run`, which executes a function on the connection in a worker thread,
+one at a time, inside `BEGIN IMMEDIATE ... COMMIT`: a write is durable when `run` returns, and the
+event loop never blocks on a disk sync. Many state changes go in one call (a group commit).
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from p2pchan.errors import StoreError
+
+T = TypeVar("T")
+
+DATABASE_FILE = "node.sqlite"
+
+# Each entry migrates the schema from version i to i + 1. Never edit a released entry.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    CREATE TABLE peers (
+        node_id BLOB PRIMARY KEY,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        added_at_ms INTEGER NOT NULL
+    );
+    """,
+]
+
+
+class NodeDatabase:
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._connection = connection
+        self.path = path
+        self._lock = trio.Lock()
+
+    @classmethod
+    def open(cls, datadir: Path) -> NodeDatabase:
+        path = datadir / DATABASE_FILE
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            database = cls(connection, path)
+            database._migrate()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open {path}: {error}") from None
+        return database
+
+    def _migrate(self) -> None:
+        (version,) = self._connection.execute("PRAGMA user_version").fetchone()
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.path} has schema {version}, newer than this p2pchan")
+        for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._transaction(functools.partial(_apply_migration, script=script, version=target))
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(connection)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        return result
+
+    def run_now(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in a transaction on this thread (start-up and shutdown only)."""
+        try:
+            return self._transaction(work)
+        except sqlite3.Error as error:
+            raise StoreError(f"{self.path}: {error}") from error
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in a transaction in a worker thread; durable when this returns."""
+        async with self._lock:
+            return await trio.to_thread.run_sync(self.run_now, work)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def get_meta(self, key: str) -> bytes | None:
+        row = self._connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_meta_now(self, key: str, value: bytes) -> None:
+        self.run_now(
+            lambda connection: connection.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        )
+
+
+def _apply_migration(connection: sqlite3.Connection, script: str, version: int) -> None:
+    for statement in filter(str.strip, script.split(";")):
+        connection.execute(statement)
+    connection.execute(f"PRAGMA user_version = {version}")

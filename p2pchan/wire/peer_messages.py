@@ -27,6 +27,18 @@ class PeerType(enum.IntEnum):
     PING = 18
     PONG = 20
     GOODBYE = 22
+    # channels (p2pchan/wire/channel_messages.py)
+    LOCKED_TRANSFER = 32
+    UNLOCK = 34
+    LOCK_EXPIRED = 36
+    LOCK_REMOVED = 38
+    PROCESSED = 40
+    ERROR = 42
+    LOCK_FAILED = 44
+    REVEAL_SECRET = 46
+    CHANNEL_SYNC = 48
+    SETTLE_REQUEST = 50
+    SETTLE_RESPONSE = 52
 
 
 PEER_MESSAGES = MessageRegistry("peer", PeerType, max_message_size=MAX_BODY_SIZE)

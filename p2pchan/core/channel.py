@@ -1,0 +1,220 @@
+"""A channel between us and one partner, as the core sees it: the explicit status table, both
+directions' states, and the balance arithmetic everything else relies on.
+
+Our direction has the state the partner counter-signed (`acked`), at most one update in flight
+(signed and sent, not yet acked), locks of refused updates that stay live until a proof without
+them is counter-signed (`dropped`), and work queued for the next update. Their direction has the
+newest proof we accepted and counter-signed. One update in flight per direction keeps the
+protocol simple and still batches: whatever arrives while an update is in flight goes into the
+next one, sharing its signature and its disk sync.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+
+from p2pchan.core.balance_proof import SignedBalanceProof
+from p2pchan.core.direction import DirectionState, HeldLock
+from p2pchan.errors import LocalProtocolError
+from p2pchan.types import Address, ChainId, ChannelId, Secret, SecretHash
+
+MAX_FINAL_REFUSALS = 3  # in a row: then the channel takes no new payments
+
+
+class ChannelStatus(enum.StrEnum):
+    OPENING = "opening"  # opened on chain; our deposit not confirmed yet
+    OPEN = "open"  # usable
+    CLOSING = "closing"  # we are closing it (cooperatively or not): no new transfers
+    CLOSED = "closed"  # closed on chain: the settlement window runs
+    SETTLED = "settled"  # settled on chain (pending locks may still await `unlock`)
+
+
+# The only allowed status changes; anything else is a bug (`LocalProtocolError`).
+TRANSITIONS: dict[ChannelStatus, frozenset[ChannelStatus]] = {
+    ChannelStatus.OPENING: frozenset(
+        {ChannelStatus.OPEN, ChannelStatus.CLOSING, ChannelStatus.CLOSED, ChannelStatus.SETTLED}
+    ),
+    ChannelStatus.OPEN: frozenset(
+        {ChannelStatus.CLOSING, ChannelStatus.CLOSED, ChannelStatus.SETTLED}
+    ),
+    ChannelStatus.CLOSING: frozenset(
+        {ChannelStatus.OPEN, ChannelStatus.CLOSED, ChannelStatus.SETTLED}
+    ),
+    ChannelStatus.CLOSED: frozenset({ChannelStatus.SETTLED}),
+    ChannelStatus.SETTLED: frozenset(),
+}
+
+
+class UpdateKind(enum.StrEnum):
+    LOCKED_TRANSFER = "locked_transfer"
+    UNLOCK = "unlock"
+    LOCK_EXPIRED = "lock_expired"
+    LOCK_REMOVED = "lock_removed"
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """Our update that the partner has not acked yet: what it does, and the state it proposes."""
+
+    kind: UpdateKind
+    state: DirectionState
+    signed: SignedBalanceProof
+    new_locks: tuple[HeldLock, ...] = ()  # LOCKED_TRANSFER
+    secrets: tuple[Secret, ...] = ()  # UNLOCK
+    secrethashes: tuple[SecretHash, ...] = ()  # LOCK_EXPIRED, LOCK_REMOVED
+    retry_after_block: int | None = None  # set by a retryable refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Ours:
+    acked: DirectionState = DirectionState()
+    acked_proof: SignedBalanceProof | None = None  # counter-signed by the partner
+    in_flight: InFlight | None = None
+    signed_nonce: int = 0  # the highest nonce we ever signed: never signed again
+    dropped: tuple[
+        HeldLock, ...
+    ] = ()  # from refused updates: live until a proof without them is acked
+    queued_locks: tuple[HeldLock, ...] = ()
+    queued_unlocks: dict[SecretHash, Secret] = field(default_factory=dict)
+    queued_expired: frozenset[SecretHash] = frozenset()
+    queued_failed: frozenset[SecretHash] = frozenset()  # the partner sent lock_failed
+    final_refusals: int = 0  # in a row
+
+    @property
+    def latest(self) -> DirectionState:
+        """The newest state we signed: what the partner may hold against us."""
+        return self.in_flight.state if self.in_flight is not None else self.acked
+
+    def all_locks(self) -> list[HeldLock]:
+        """Every lock of ours that may still be claimed: acked, in flight, or dropped-but-live."""
+        seen = {held.secrethash: held for held in self.acked.locks}
+        if self.in_flight is not None:
+            for held in self.in_flight.state.locks:
+                seen.setdefault(held.secrethash, held)
+        for held in self.dropped:
+            seen.setdefault(held.secrethash, held)
+        return list(seen.values())
+
+    def has_work(self) -> bool:
+        return bool(
+            self.queued_locks
+            or self.queued_unlocks
+            or self.queued_expired
+            or self.queued_failed
+            or self.dropped
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Theirs:
+    accepted: DirectionState = DirectionState()
+    accepted_proof: SignedBalanceProof | None = None  # with our counter-signature
+    failed_sent: frozenset[SecretHash] = frozenset()  # locks we told them we will not claim
+    known_secrets: dict[SecretHash, Secret] = field(default_factory=dict)  # for their locks
+    registered: dict[SecretHash, int] = field(default_factory=dict)  # we registered at block
+
+
+@dataclass(frozen=True, slots=True)
+class SettledLocks:
+    """The pending locks of one direction's settled proof, to unlock on chain once all expired."""
+
+    sender: Address
+    locks: tuple[HeldLock, ...]
+
+    @property
+    def unlockable_after(self) -> int:
+        return max((held.lock.expiration_block for held in self.locks), default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    reveal_timeout: int = 10
+    max_lock_timeout: int = 100
+    max_pending_locks: int = 483
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    chain_id: ChainId
+    channel_id: ChannelId
+    us: Address
+    partner: Address
+    we_are_a: bool  # participant A on chain is the opener
+    settle_timeout: int
+    config: ChannelConfig
+    status: ChannelStatus = ChannelStatus.OPENING
+    our_deposit: int = 0
+    partner_deposit: int = 0
+    opened_block: int = 0
+    close_block: int | None = None
+    closer: Address | None = None
+    coop_expiration: int | None = None  # we signed a cooperative settle valid until this block
+    coop_terms: bytes | None = None  # the terms we asked the partner to sign, and our signature
+    coop_signature: bytes | None = None
+    settled_unlocks: tuple[SettledLocks, ...] = ()  # on-chain unlocks still to submit
+    ours: Ours = Ours()
+    theirs: Theirs = Theirs()
+
+    # -- status ----------------------------------------------------------------------------
+
+    def moved_to(self, status: ChannelStatus) -> Channel:
+        if status == self.status:
+            return self
+        if status not in TRANSITIONS[self.status]:
+            raise LocalProtocolError(f"channel cannot go from {self.status} to {status}")
+        return replace(self, status=status)
+
+    @property
+    def takes_new_transfers(self) -> bool:
+        return (
+            self.status == ChannelStatus.OPEN
+            and self.coop_expiration is None
+            and self.ours.final_refusals < MAX_FINAL_REFUSALS
+        )
+
+    # -- balances --------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self.our_deposit + self.partner_deposit
+
+    def local_balance(self) -> int:
+        """Ours if everything settled now, by our newest signed state, pending locks excluded."""
+        return (
+            self.our_deposit
+            - self.ours.latest.transferred
+            + self.theirs.accepted.transferred
+            - self.ours.latest.locked
+        )
+
+    def remote_balance(self) -> int:
+        return (
+            self.partner_deposit
+            - self.theirs.accepted.transferred
+            + self.ours.latest.transferred
+            - self.theirs.accepted.locked
+        )
+
+    def available_to_send(self) -> int:
+        """What we may still lock: our balance minus every lock of ours that may be claimed or is
+        queued. Dropped locks count until their removal is acked."""
+        committed = sum(held.lock.amount for held in self.ours.all_locks())
+        queued = sum(held.lock.amount for held in self.ours.queued_locks)
+        return (
+            self.our_deposit
+            - self.ours.latest.transferred
+            + self.theirs.accepted.transferred
+            - committed
+            - queued
+        )
+
+    def partner_available(self, their_transferred: int, their_locked: int) -> int:
+        """What the partner would have left after a proof with these totals. Our newest signed
+        transfer counts for them: they hold our signature on it."""
+        return (
+            self.partner_deposit + self.ours.latest.transferred - their_transferred - their_locked
+        )
+
+    def pending_lock_count(self) -> int:
+        return len(self.ours.all_locks()) + len(self.theirs.accepted.locks)

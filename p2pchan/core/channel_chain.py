@@ -1,0 +1,244 @@
+"""A channel meets layer 1: new blocks, contract events, and the on-chain duties they bring.
+
+Every block: locks of ours unresolved at E + 2 are queued for `lock_expired`; an incoming lock
+whose secret we know and that is not unlocked by E - reveal_timeout gets its secret registered
+on chain, and if it is still not unlocked reveal_timeout blocks later, we close. A close by the
+partner is answered at once with an `update` carrying our newest proofs of both directions
+(never near the window's end); after the window we settle; once a settled direction's locks
+have all expired we unlock them on chain (claims of secrets registered in time go to their
+receiver).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from p2pchan.core.balance_proof import SignedBalanceProof
+from p2pchan.core.channel import Channel, ChannelStatus, SettledLocks
+from p2pchan.core.channel_send import queue_removals, queue_unlocks
+from p2pchan.core.direction import DirectionState, HeldLock
+from p2pchan.core.locks import encode_locks
+from p2pchan.core.outputs import (
+    CloseOnChain,
+    IncomingRemoved,
+    IncomingUnlocked,
+    OutgoingRemoved,
+    OutgoingSettled,
+    Output,
+    RegisterSecretOnChain,
+    SecretLearned,
+    SettleOnChain,
+    UnlockOnChain,
+    UpdateOnChain,
+)
+from p2pchan.types import Address, Secret, SecretHash
+
+EXPIRED_AFTER = 2  # lock_expired is sent once height >= E + 2
+RESUBMIT_AFTER = 3  # blocks before a secret registration that has not landed is sent again
+
+
+def on_block(
+    channel: Channel, height: int, registered: Mapping[SecretHash, int]
+) -> tuple[Channel, list[Output]]:
+    outputs: list[Output] = []
+    if channel.coop_expiration is not None and height > channel.coop_expiration:
+        channel = replace(channel, coop_expiration=None, coop_terms=None, coop_signature=None)
+        if channel.status == ChannelStatus.CLOSING and channel.close_block is None:
+            channel = channel.moved_to(ChannelStatus.OPEN)
+    if channel.status in (ChannelStatus.OPEN, ChannelStatus.CLOSING, ChannelStatus.CLOSED):
+        channel = _expire_our_locks(channel, height, registered)
+        channel, duties = _claim_duties(channel, height, registered)
+        outputs += duties
+    closed = channel.status == ChannelStatus.CLOSED and channel.close_block is not None
+    if closed and height > (channel.close_block or 0) + channel.settle_timeout:
+        outputs.append(SettleOnChain(channel.channel_id))
+    for settled in channel.settled_unlocks:
+        if height > settled.unlockable_after:
+            blob = encode_locks(held.lock for held in settled.locks)
+            outputs.append(UnlockOnChain(channel.channel_id, settled.sender, blob))
+    return channel, outputs
+
+
+def _expire_our_locks(
+    channel: Channel, height: int, registered: Mapping[SecretHash, int]
+) -> Channel:
+    ours = channel.ours
+    expired = [
+        held.secrethash
+        for held in ours.acked.locks
+        if height >= held.lock.expiration_block + EXPIRED_AFTER
+        and held.secrethash not in ours.queued_unlocks
+        and registered.get(held.secrethash, height + 1) > held.lock.expiration_block
+    ]
+    return queue_removals(channel, expired=expired) if expired else channel
+
+
+def _claim_duties(
+    channel: Channel, height: int, registered: Mapping[SecretHash, int]
+) -> tuple[Channel, list[Output]]:
+    """Register known secrets of incoming locks nearing expiry; close if that is not enough."""
+    theirs = channel.theirs
+    reveal = channel.config.reveal_timeout
+    outputs: list[Output] = []
+    ours_registered = dict(theirs.registered)
+    must_close = False
+    for secrethash, secret in theirs.known_secrets.items():
+        if not theirs.accepted.has_lock(secrethash):
+            continue
+        expiration = theirs.accepted.lock(secrethash).lock.expiration_block
+        on_chain = registered.get(secrethash)
+        submitted = ours_registered.get(secrethash)
+        if on_chain is None and (
+            (submitted is None and height >= expiration - reveal)
+            or (
+                submitted is not None
+                and height >= submitted + RESUBMIT_AFTER
+                and height <= expiration
+            )
+        ):
+            # Register it (again, if our transaction has not landed in a few blocks).
+            outputs.append(RegisterSecretOnChain(channel.channel_id, secret))
+            ours_registered[secrethash] = height
+            continue
+        since = on_chain if on_chain is not None else submitted
+        if since is not None and height >= since + reveal:
+            must_close = channel.status == ChannelStatus.OPEN
+    if ours_registered != theirs.registered:
+        channel = replace(channel, theirs=replace(theirs, registered=ours_registered))
+    if must_close:
+        channel = channel.moved_to(ChannelStatus.CLOSING)
+        outputs.append(
+            CloseOnChain(
+                channel.channel_id,
+                close_proofs(channel),
+                "an incoming lock was not unlocked after its secret was registered",
+            )
+        )
+    return channel, outputs
+
+
+def close_proofs(channel: Channel, *, cheat: bool = False) -> tuple[SignedBalanceProof, ...]:
+    """What a close of ours submits: the partner's newest proof, and ours with its counter-
+    signature (so no dispute is needed). `cheat` (dev attack mode) leaves ours out."""
+    proofs = []
+    if channel.theirs.accepted_proof is not None:
+        proofs.append(channel.theirs.accepted_proof)
+    if channel.ours.acked_proof is not None and not cheat:
+        proofs.append(channel.ours.acked_proof)
+    return tuple(proofs)
+
+
+def on_opened(channel: Channel, opened_block: int) -> Channel:
+    channel = replace(channel, opened_block=opened_block)
+    return (
+        channel.moved_to(ChannelStatus.OPEN) if channel.status == ChannelStatus.OPENING else channel
+    )
+
+
+def on_deposited(channel: Channel, participant: Address, total_deposit: int) -> Channel:
+    if participant == channel.us:
+        return replace(channel, our_deposit=max(channel.our_deposit, total_deposit))
+    return replace(channel, partner_deposit=max(channel.partner_deposit, total_deposit))
+
+
+def on_closed(
+    channel: Channel,
+    closer: Address,
+    close_block: int,
+    chain_nonce_ours: int,
+    chain_nonce_theirs: int,
+) -> tuple[Channel, list[Output]]:
+    """The channel was closed on chain. If the partner closed it, answer at once with whatever
+    newer proofs we hold (a stale proof in the window's last block could not be answered)."""
+    channel = replace(channel, close_block=close_block, closer=closer, coop_expiration=None)
+    channel = channel.moved_to(ChannelStatus.CLOSED)
+    outputs: list[Output] = []
+    proofs = []
+    theirs_proof = channel.theirs.accepted_proof
+    if theirs_proof is not None and channel.theirs.accepted.nonce > chain_nonce_theirs:
+        proofs.append(theirs_proof)
+    ours_proof = channel.ours.acked_proof
+    if ours_proof is not None and channel.ours.acked.nonce > chain_nonce_ours:
+        proofs.append(ours_proof)
+    if proofs:
+        outputs.append(UpdateOnChain(channel.channel_id, tuple(proofs)))
+    return channel, outputs
+
+
+def on_secret_registered(
+    channel: Channel, secrethash: SecretHash, secret: Secret, block: int
+) -> tuple[Channel, list[Output]]:
+    """A secret is on chain: a lock of ours with it is as good as claimed (unlock it off-chain
+    now: the payment succeeded); for a lock of theirs, we now know the secret too."""
+    outputs: list[Output] = []
+    ours_lock = next((h for h in channel.ours.all_locks() if h.secrethash == secrethash), None)
+    if ours_lock is not None and block <= ours_lock.lock.expiration_block:
+        outputs.append(SecretLearned(channel.channel_id, secrethash, secret))
+        channel = queue_unlocks(channel, {secrethash: secret})
+    theirs = channel.theirs
+    if theirs.accepted.has_lock(secrethash) and secrethash not in theirs.known_secrets:
+        theirs = replace(theirs, known_secrets={**theirs.known_secrets, secrethash: secret})
+        channel = replace(channel, theirs=theirs)
+    return channel, outputs
+
+
+def on_settled(
+    channel: Channel, chain_nonce_ours: int, chain_nonce_theirs: int
+) -> tuple[Channel, list[Output]]:
+    """Settled on chain: whichever of our states won holds the locks to unlock on chain; locks
+    of ours in no winning state can no longer be claimed."""
+    channel = channel.moved_to(ChannelStatus.SETTLED)
+    ours = channel.ours
+    candidates = [ours.acked] + ([ours.in_flight.state] if ours.in_flight else [])
+    ours_state = next((s for s in candidates if s.nonce == chain_nonce_ours), DirectionState())
+    theirs_state = (
+        channel.theirs.accepted
+        if channel.theirs.accepted.nonce == chain_nonce_theirs
+        else DirectionState()
+    )
+    unlocks = tuple(
+        SettledLocks(sender, state.locks)
+        for sender, state in ((channel.us, ours_state), (channel.partner, theirs_state))
+        if state.locks
+    )
+    alive = ours_state.secrethashes
+    dead = tuple(h.secrethash for h in ours.all_locks() if h.secrethash not in alive)
+    outputs: list[Output] = []
+    if dead:
+        outputs.append(OutgoingRemoved(channel.channel_id, dead, "not in the settled state"))
+    return replace(channel, settled_unlocks=unlocks), outputs
+
+
+def on_unlocked(
+    channel: Channel, sender: Address, registered: Mapping[SecretHash, int]
+) -> tuple[Channel, list[Output]]:
+    """A settled direction was unlocked on chain: each lock went to its receiver if its secret
+    was registered in time, else back to its sender."""
+    settled = next((s for s in channel.settled_unlocks if s.sender == sender), None)
+    if settled is None:
+        return channel, []
+    claimed = tuple(
+        held
+        for held in settled.locks
+        if registered.get(held.secrethash, held.lock.expiration_block + 1)
+        <= held.lock.expiration_block
+    )
+    returned = tuple(held.secrethash for held in settled.locks if held not in claimed)
+    outputs: list[Output] = []
+    if sender == channel.us:
+        if claimed:
+            outputs.append(OutgoingSettled(channel.channel_id, _hashes(claimed)))
+        if returned:
+            outputs.append(OutgoingRemoved(channel.channel_id, returned, "expired on chain"))
+    else:
+        if claimed:
+            outputs.append(IncomingUnlocked(channel.channel_id, claimed))
+        if returned:
+            outputs.append(IncomingRemoved(channel.channel_id, returned))
+    remaining = tuple(s for s in channel.settled_unlocks if s.sender != sender)
+    return replace(channel, settled_unlocks=remaining), outputs
+
+
+def _hashes(locks: tuple[HeldLock, ...]) -> tuple[SecretHash, ...]:
+    return tuple(held.secrethash for held in locks)

@@ -1,0 +1,97 @@
+"""Re-sync after (re)connecting: exchange the newest proofs, not just nonces.
+
+Each side sends the newest proof of the other's that it holds (with its counter-signature) and
+the nonce of the newest proof it signed itself. From the partner's copy of our proof we learn
+whether our in-flight update arrived (then the copy is its ack), and if the partner holds a newer
+proof of our own signature than we do (we lost state), we adopt it and sign only above it: a
+node never signs a nonce twice. Then whatever is still in flight is sent again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import structlog
+
+from p2pchan.core.balance_proof import SignedBalanceProof
+from p2pchan.core.channel import Channel
+from p2pchan.core.channel_receive import reminders
+from p2pchan.core.channel_send import on_processed, update_message
+from p2pchan.core.direction import DirectionState, HeldLock
+from p2pchan.core.locks import decode_locks, encode_locks, locksroot
+from p2pchan.core.outputs import Output, Send
+from p2pchan.errors import RemoteProtocolError
+from p2pchan.wire.channel_messages import ChannelSync, Processed
+
+log = structlog.get_logger(__name__)
+
+
+def sync_message(channel: Channel) -> ChannelSync:
+    theirs = channel.theirs
+    return ChannelSync(
+        channel.channel_id,
+        theirs.accepted_proof,
+        encode_locks(held.lock for held in theirs.accepted.locks),
+        channel.ours.signed_nonce,
+    )
+
+
+def on_sync(channel: Channel, message: ChannelSync) -> tuple[Channel, list[Output]]:
+    outputs: list[Output] = []
+    if message.yours is not None:
+        channel, outputs = _reconcile_ours(channel, message.yours, message.yours_locks)
+    flight = channel.ours.in_flight
+    if flight is not None:
+        outputs.append(Send(update_message(channel, flight)))
+    return channel, outputs + reminders(channel)
+
+
+def _reconcile_ours(
+    channel: Channel, held: SignedBalanceProof, locks_blob: bytes
+) -> tuple[Channel, list[Output]]:
+    proof = held.proof()
+    if proof.chain_id != channel.chain_id or proof.channel_id != channel.channel_id:
+        raise RemoteProtocolError("channel_sync carries a proof of another channel")
+    if proof.sender != channel.us or not held.sender_signature_valid(proof):
+        raise RemoteProtocolError("channel_sync carries a proof that is not ours")
+    if not held.counter_signature_valid(channel.partner):
+        raise RemoteProtocolError("channel_sync carries a proof without a valid counter-signature")
+    ours = channel.ours
+    flight = ours.in_flight
+    if flight is not None and proof.nonce == flight.state.nonce:
+        if held.data != flight.signed.data:
+            raise RemoteProtocolError("channel_sync: a different proof under our in-flight nonce")
+        assert held.counter_signature is not None
+        return on_processed(
+            channel, Processed(channel.channel_id, proof.nonce, held.counter_signature)
+        )
+    if proof.nonce <= ours.signed_nonce:
+        return channel, []  # we know it, or something newer
+    # The partner holds a newer proof of ours than we remember: we lost state. Adopt it.
+    try:
+        locks = decode_locks(locks_blob)
+    except RemoteProtocolError:
+        raise RemoteProtocolError("channel_sync carries malformed locks") from None
+    if (
+        locksroot(locks) != proof.locksroot
+        or sum(lock.amount for lock in locks) != proof.locked_amount
+    ):
+        raise RemoteProtocolError("channel_sync locks do not match the proof's locksroot")
+    adopted = DirectionState(
+        proof.nonce, proof.transferred_amount, tuple(HeldLock(lock) for lock in locks)
+    )
+    log.warning(
+        "adopted_own_newer_proof",
+        channel=channel.channel_id.hex(),
+        nonce=proof.nonce,
+        our_last_nonce=ours.signed_nonce,
+    )
+    ours = replace(
+        ours,
+        acked=adopted,
+        acked_proof=held,
+        in_flight=None,
+        signed_nonce=proof.nonce,
+        queued_locks=(),
+    )
+    return replace(channel, ours=ours), []

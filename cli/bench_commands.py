@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from p2pchan_cli.bench_channel import ChannelBenchConfig, run_channel_bench
 from p2pchan_cli.bench_l1 import L1BenchConfig, run_l1_bench
 from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
@@ -47,3 +50,28 @@ def bench_transport(ctx: click.Context, messages: int, size: int, handshakes: in
     """Encrypted messages per second between two node processes, and handshake latency."""
     config = TransportBenchConfig(messages, size, handshakes)
     emit(ctx, run(ctx, lambda: run_transport_bench(config)))
+
+
+@bench.command("channel")
+@global_options
+@click.option("--payments", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 966),
+    default=100,
+    show_default=True,
+    help="Payments in flight (over 483: split between both directions).",
+)
+@click.option(
+    "--profile-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    hidden=True,
+    help="Profile both nodes (cProfile) into this directory.",
+)
+@click.pass_context
+def bench_channel(
+    ctx: click.Context, payments: int, concurrency: int, profile_dir: Path | None
+) -> None:
+    """Payments per second and latency over one channel between two nodes, durably."""
+    config = ChannelBenchConfig(payments, concurrency, profile_dir=profile_dir)
+    emit(ctx, run(ctx, lambda: run_channel_bench(config)))

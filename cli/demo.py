@@ -1,9 +1,11 @@
 """`p2pchan demo`: a guided tour of what p2pchan does today, for real, cleaned up afterwards.
 
-It starts a real layer-1 process on a free port in a temporary directory, funds two accounts,
-opens and funds a channel, exchanges signed balance proofs off-chain, lets Alice cheat by closing
-with a stale proof, lets Bob dispute it with Alice's newest proof, settles, and checks every
-balance and the conservation of money.
+It starts a real layer-1 process and two real nodes (Alice, started with --dev so she can try
+the attack, and Bob) on free ports in a temporary directory. They connect over Noise, open and
+fund a channel, pay each other both ways (spontaneously and with an invoice), and then Alice
+cheats: she force-closes with none of her own sent proofs, as if she had never paid. Bob's node
+sees the close on layer 1 and answers with Alice's newest proof by itself; after the window the
+channel settles and every layer-1 balance is checked, as is the conservation of money.
 """
 
 from __future__ import annotations
@@ -11,33 +13,22 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
+import trio
 from rich.console import Console
 
-from p2pchan.core.balance_proof import (
-    BalanceProof,
-    SignedBalanceProof,
-    counter_sign,
-    sign_balance_proof,
-)
-from p2pchan.core.locks import EMPTY_LOCKSROOT
-from p2pchan.crypto.keys import Identity
 from p2pchan.errors import P2pchanError
 from p2pchan.l1.client import L1Client
-from p2pchan.l1.transactions import (
-    ChannelClose,
-    ChannelDeposit,
-    ChannelSettle,
-    ChannelUpdate,
-)
-from p2pchan.l1.wallet import Wallet
-from p2pchan.types import ChainId, ChannelId
+from p2pchan.net.rpc_client import RpcClient
+from p2pchan.types import Address
 from p2pchan_cli.common import global_options, run
-from p2pchan_cli.processes import l1_process
+from p2pchan_cli.processes import ChildProcess, l1_process, node_process, p2pchan_argv
 
+FUNDING = 10_000
 SETTLE_TIMEOUT = 20
-FUNDING = 1_000
+BLOCK_TIME = "0.1"
 
 
 class Tour:
@@ -53,87 +44,128 @@ class Tour:
         self.console.print(f"   {text}")
 
 
-def _proof(
-    sender: Identity, chain_id: ChainId, channel_id: ChannelId, nonce: int, transferred: int
-) -> SignedBalanceProof:
-    return sign_balance_proof(
-        sender,
-        BalanceProof(chain_id, channel_id, sender.node_id, nonce, transferred, 0, EMPTY_LOCKSROOT),
+class Node:
+    def __init__(self, name: str, child: ChildProcess) -> None:
+        self.name = name
+        self.child = child
+
+    @property
+    def node_id(self) -> str:
+        return str(self.child.ready["node_id"])
+
+    async def call(self, method: str, **params: Any) -> Any:
+        async with RpcClient.connect(self.child.ready_file.parent) as rpc:
+            return await rpc.call(method, params)
+
+
+async def _start_node(workdir: Path, name: str, l1: str, children: list[ChildProcess]) -> Node:
+    datadir = workdir / name
+    await trio.run_process(
+        p2pchan_argv("node", "init", "--datadir", str(datadir)), capture_stdout=True
     )
+    child = node_process(datadir, l1, "--alias", name, "--dev", name=name)
+    children.append(child)
+    await child.start()
+    return Node(name, child)
 
 
 async def _tour(tour: Tour, workdir: Path) -> None:
-    tour.step("Start a layer-1 node (a real process, blocks on demand)")
-    chain = l1_process(workdir / "l1", "--port", "0", "--block-time", "0", "--dev")
-    ready = await chain.start()
-    tour.say(
-        f"layer 1 listening on {ready['host']}:{ready['port']}, chain {ready['chain_id'][:16]}…"
-    )
+    children: list[ChildProcess] = []
     try:
-        async with L1Client.connect(ready["host"], int(ready["port"])) as client:
-            await _channel_story(tour, client)
+        await _network_story(tour, workdir, children)
     finally:
-        await chain.stop()
-        tour.say("layer 1 stopped")
+        for child in reversed(children):
+            await child.stop()
+        tour.say("all processes stopped")
 
 
-async def _channel_story(tour: Tour, client: L1Client) -> None:
-    chain_id = (await client.status()).chain_id
-    alice, bob = Identity.generate(), Identity.generate()
-    tour.step("Fund Alice and Bob from the dev faucet")
-    for who in (alice, bob):
-        await client.faucet(who.node_id, FUNDING)
-    await client.mine()
-    tour.say(f"Alice {alice.node_id.hex()[:12]}… and Bob {bob.node_id.hex()[:12]}…: {FUNDING} each")
+async def _network_story(tour: Tour, workdir: Path, children: list[ChildProcess]) -> None:
+    tour.step("Start a layer-1 node and two channel nodes (real processes)")
+    chain = l1_process(workdir / "l1", "--port", "0", "--block-time", BLOCK_TIME, "--dev")
+    children.append(chain)
+    ready = await chain.start()
+    l1 = f"{ready['host']}:{ready['port']}"
+    alice = await _start_node(workdir, "alice", l1, children)
+    bob = await _start_node(workdir, "bob", l1, children)
+    tour.say(f"layer 1 at {l1}, a block every {BLOCK_TIME} s")
+    tour.say(f"Alice {alice.node_id[:16]}…   Bob {bob.node_id[:16]}…")
 
-    tour.step("Alice opens a channel with Bob; both deposit")
-    alice_wallet, bob_wallet = Wallet(client, alice, chain_id), Wallet(client, bob, chain_id)
-    channel_id, opening = await alice_wallet.open_channel(bob.node_id, SETTLE_TIMEOUT)
-    await alice_wallet.send(ChannelDeposit(channel_id, alice.node_id, 600))
-    await bob_wallet.send(ChannelDeposit(channel_id, bob.node_id, 400))
-    height = await client.mine()
-    tour.say(f"channel {channel_id.hex()[:16]}… opened in block {opening.block}: 600 + 400")
+    async with L1Client.connect(ready["host"], int(ready["port"])) as client:
+        for node in (alice, bob):
+            await client.faucet(Address(bytes.fromhex(node.node_id)), FUNDING, wait=True)
+        tour.say(f"each funded with {FUNDING} by the dev faucet")
 
-    tour.step("Off-chain: signed balance proofs, each counter-signed by its receiver")
-    alice_proofs = [
-        counter_sign(bob, _proof(alice, chain_id, channel_id, nonce, total))
-        for nonce, total in ((1, 100), (2, 250), (3, 300))
-    ]
-    bob_proof = counter_sign(alice, _proof(bob, chain_id, channel_id, 1, 50))
-    tour.say("Alice pays Bob 100, 150, 50 (proofs 1-3, 300 in all); Bob pays Alice 50")
+        tour.step("Alice connects to Bob (Noise XK) and opens a channel; Bob deposits too")
+        await alice.call(
+            "connect",
+            node_id=bob.node_id,
+            host=bob.child.ready["host"],
+            port=bob.child.ready["port"],
+        )
+        channel = await alice.call(
+            "open", node_id=bob.node_id, amount=1_000, settle_timeout=SETTLE_TIMEOUT
+        )
+        channel_id = channel["channel_id"]
+        await bob.call("deposit", channel_id=channel_id, total=500)
+        tour.say(f"channel {channel_id[:16]}…: Alice 1000 + Bob 500, open on layer 1")
 
-    tour.step("Alice cheats: she closes with her stale proof 1 (as if she had paid only 100)")
-    await alice_wallet.send(ChannelClose(channel_id, (alice_proofs[0], bob_proof)))
-    height = await client.mine()
-    tour.say(f"closed in block {height}; settlement window: {SETTLE_TIMEOUT} blocks")
+        tour.step("Payments both ways: balance proofs, counter-signed, stored before sent")
+        for amount in (100, 150, 50):
+            result = await alice.call("send", node_id=bob.node_id, amount=amount)
+            tour.say(f"Alice → Bob {amount:>4}: {result['status']} in {result['duration_ms']} ms")
+        invoice = await bob.call("invoice", amount=200, description="a coffee and a cake")
+        result = await alice.call("pay", invoice=invoice["invoice"])
+        tour.say(
+            f"Alice pays Bob's invoice of 200: {result['status']}, "
+            f"preimage {result['preimage'][:16]}…"
+        )
+        result = await bob.call("send", node_id=alice.node_id, amount=70)
+        tour.say(f"Bob → Alice   70: {result['status']}")
+        alice_view, bob_view = await _settled_views(alice, bob)
+        tour.say(
+            f"Alice's view: local {alice_view['local_balance']}, remote "
+            f"{alice_view['remote_balance']}; Bob's view: local {bob_view['local_balance']}, "
+            f"remote {bob_view['remote_balance']}"
+        )
 
-    tour.step("Bob disputes at once with Alice's newest proof (nonce 3)")
-    await bob_wallet.send(ChannelUpdate(channel_id, (alice_proofs[-1],)))
-    await client.mine()
-    record = await client.channel(channel_id)
-    assert record is not None
-    tour.say(f"contract now holds Alice's proof nonce {record.proof_a.nonce}")
+        tour.step("Alice cheats: she force-closes with none of her sent proofs (--cheat)")
+        await alice.call("close", channel_id=channel_id, force=True, cheat=True, wait=False)
+        tour.say("as if she had never paid Bob the 500 she sent him")
+        tour.step("Bob's node sees the close on layer 1 and answers with Alice's newest proof")
+        settled = await bob.call("close", channel_id=channel_id, force=True, wait=True)
+        tour.say(f"settled after the {SETTLE_TIMEOUT}-block window: state {settled['state']}")
 
-    tour.step("After the window, anyone settles")
-    await client.mine(SETTLE_TIMEOUT)
-    await bob_wallet.send(ChannelSettle(channel_id))
-    await client.mine()
+        alice_final = (await client.account(Address(bytes.fromhex(alice.node_id)))).balance
+        bob_final = (await client.account(Address(bytes.fromhex(bob.node_id)))).balance
+        expected_alice = FUNDING - 1_000 + (1_000 - 500 + 70)
+        expected_bob = FUNDING - 500 + (500 + 500 - 70)
+        tour.say(f"Alice: {alice_final}  (10000 - 1000 deposited + 1000 - 500 paid + 70 received)")
+        tour.say(f"Bob:   {bob_final}  (10000 - 500 deposited + 500 + 500 received - 70 paid)")
+        if (alice_final, bob_final) != (expected_alice, expected_bob):
+            raise P2pchanError(f"unexpected final balances {alice_final}, {bob_final}")
+        status = await client.status()
+        tour.say(
+            f"conservation: {alice_final + bob_final} on accounts = {status.supply} granted, "
+            f"{status.contract_holdings} left in the contract"
+        )
+        tour.say("the cheat gained Alice nothing: Bob got every coin he was owed")
 
-    alice_final = (await client.account(alice.node_id)).balance
-    bob_final = (await client.account(bob.node_id)).balance
-    tour.say(f"Alice: {alice_final}   (1000 - 600 deposited + 600 - 300 paid + 50 received)")
-    tour.say(f"Bob:   {bob_final}   (1000 - 400 deposited + 400 + 300 received - 50 paid)")
-    if (alice_final, bob_final) != (750, 1250):
-        raise P2pchanError(f"unexpected final balances {alice_final}, {bob_final}")
-    status = await client.status()
-    tour.say(f"conservation: balances {alice_final + bob_final} = faucet grants {status.supply}")
+
+async def _settled_views(*nodes: Node) -> list[dict[str, Any]]:
+    """Each node's view of its channel once no lock is pending (the last unlock acked)."""
+    with trio.fail_after(10):
+        while True:
+            views = [(await node.call("channels"))[0] for node in nodes]
+            if not any(view["pending_locks"] for view in views):
+                return views
+            await trio.sleep(0.02)
 
 
 @click.command()
 @global_options
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """A guided tour: layer 1, a channel, off-chain proofs, a cheating close defeated."""
+    """A guided tour: layer 1, two nodes, a channel, payments, a cheating close defeated."""
     tour = Tour(Console(highlight=False))
     workdir = Path(tempfile.mkdtemp(prefix="p2pchan-demo-"))
     try:

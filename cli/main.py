@@ -10,10 +10,12 @@ from p2pchan.concurrency import single_error
 from p2pchan.errors import P2pchanError
 from p2pchan.log import configure_logging
 from p2pchan_cli.bench_commands import bench
+from p2pchan_cli.channel_commands import CHANNEL_COMMANDS
 from p2pchan_cli.common import EXIT_FAILURE, global_options, settings
 from p2pchan_cli.demo import demo
 from p2pchan_cli.l1_commands import l1
 from p2pchan_cli.node_commands import NODE_COMMANDS, node
+from p2pchan_cli.pay_batch import pay_batch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +45,7 @@ def cli(ctx: click.Context, log_format: str, log_level: str | None) -> None:
 
 cli.add_command(l1)
 cli.add_command(node)
-for command in NODE_COMMANDS:
+for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, pay_batch]:
     cli.add_command(command)
 cli.add_command(demo)
 cli.add_command(bench)

@@ -80,6 +80,13 @@ def init(ctx: click.Context) -> None:
 @click.option("--ping-interval", type=click.FloatRange(min=0), default=30.0, hidden=True)
 @click.option("--pong-timeout", type=click.FloatRange(min=0.01), default=20.0, hidden=True)
 @click.option("--reconnect-max", type=click.FloatRange(min=0.01), default=30.0, hidden=True)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    hidden=True,
+    help="Write cProfile statistics here on a clean stop.",
+)
 @click.pass_context
 def start(
     ctx: click.Context,
@@ -89,6 +96,7 @@ def start(
     ping_interval: float,
     pong_timeout: float,
     reconnect_max: float,
+    profile_path: Path | None,
 ) -> None:
     """Run the node in the foreground (SIGINT/SIGTERM stop it cleanly)."""
     server_logging(ctx)
@@ -120,7 +128,14 @@ def start(
         finally:
             running.close()
 
-    trio.run(serve)
+    if profile_path is None:
+        trio.run(serve)
+    else:
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            trio.run(serve)
+        profiler.dump_stats(profile_path)
     log.info("node_stopped", pid=os.getpid())
 
 

@@ -166,9 +166,15 @@ class Channel:
         return replace(self, status=status)
 
     @property
+    def usable(self) -> bool:
+        """A node uses no channel whose settle_timeout < 2 x its reveal_timeout."""
+        return self.settle_timeout >= 2 * self.config.reveal_timeout
+
+    @property
     def takes_new_transfers(self) -> bool:
         return (
             self.status == ChannelStatus.OPEN
+            and self.usable
             and self.coop_expiration is None
             and self.ours.final_refusals < MAX_FINAL_REFUSALS
         )
@@ -199,7 +205,17 @@ class Channel:
     def available_to_send(self) -> int:
         """What we may still lock: our balance minus every lock of ours that may be claimed or is
         queued. Dropped locks count until their removal is acked."""
-        committed = sum(held.lock.amount for held in self.ours.all_locks())
+        ours = self.ours
+        flight = ours.in_flight
+        # The locks an in-flight unlock pays out are in `latest.transferred` already.
+        paid = (
+            ours.acked.secrethashes - flight.state.secrethashes
+            if flight is not None and flight.kind == UpdateKind.UNLOCK
+            else frozenset()
+        )
+        committed = sum(
+            held.lock.amount for held in ours.all_locks() if held.secrethash not in paid
+        )
         queued = sum(held.lock.amount for held in self.ours.queued_locks)
         return (
             self.our_deposit

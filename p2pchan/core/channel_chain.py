@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.channel import Channel, ChannelStatus, SettledLocks
+from p2pchan.core.channel import Channel, ChannelStatus, SettledLocks, UpdateKind
 from p2pchan.core.channel_send import queue_removals, queue_unlocks
 from p2pchan.core.direction import DirectionState, HeldLock
 from p2pchan.core.locks import encode_locks
@@ -32,6 +32,7 @@ from p2pchan.core.outputs import (
     UnlockOnChain,
     UpdateOnChain,
 )
+from p2pchan.crypto.hashing import sha256
 from p2pchan.types import Address, Secret, SecretHash
 
 EXPIRED_AFTER = 2  # lock_expired is sent once height >= E + 2
@@ -150,16 +151,28 @@ def on_closed(
     chain_nonce_theirs: int,
 ) -> tuple[Channel, list[Output]]:
     """The channel was closed on chain. If the partner closed it, answer at once with whatever
-    newer proofs we hold (a stale proof in the window's last block could not be answered)."""
+    newer proofs we hold (a stale proof in the window's last block could not be answered). If
+    we closed it, only a newer proof of the partner's can still help us; our own sent proof is
+    the partner's to submit (and a dev `--cheat` close must stay the attack it is)."""
     channel = replace(channel, close_block=close_block, closer=closer, coop_expiration=None)
     channel = channel.moved_to(ChannelStatus.CLOSED)
     outputs: list[Output] = []
+    queued = channel.ours.queued_locks
+    if queued:
+        # Never signed, and a closed channel takes no new lock: these payments failed here.
+        channel = replace(channel, ours=replace(channel.ours, queued_locks=()))
+        hashes = tuple(held.secrethash for held in queued)
+        outputs.append(OutgoingRemoved(channel.channel_id, hashes, "the channel was closed"))
     proofs = []
     theirs_proof = channel.theirs.accepted_proof
     if theirs_proof is not None and channel.theirs.accepted.nonce > chain_nonce_theirs:
         proofs.append(theirs_proof)
     ours_proof = channel.ours.acked_proof
-    if ours_proof is not None and channel.ours.acked.nonce > chain_nonce_ours:
+    if (
+        ours_proof is not None
+        and closer != channel.us
+        and channel.ours.acked.nonce > chain_nonce_ours
+    ):
         proofs.append(ours_proof)
     if proofs:
         outputs.append(UpdateOnChain(channel.channel_id, tuple(proofs)))
@@ -203,8 +216,23 @@ def on_settled(
         if state.locks
     )
     alive = ours_state.secrethashes
-    dead = tuple(h.secrethash for h in ours.all_locks() if h.secrethash not in alive)
+    # An in-flight unlock that won paid its locks out (they are in its transferred amount).
+    flight = ours.in_flight
+    paid: tuple[SecretHash, ...] = ()
+    if (
+        flight is not None
+        and flight.kind == UpdateKind.UNLOCK
+        and flight.state.nonce == chain_nonce_ours
+    ):
+        paid = tuple(SecretHash(sha256(secret)) for secret in flight.secrets)
+    dead = tuple(
+        h.secrethash
+        for h in ours.all_locks()
+        if h.secrethash not in alive and h.secrethash not in paid
+    )
     outputs: list[Output] = []
+    if paid:
+        outputs.append(OutgoingSettled(channel.channel_id, paid))
     if dead:
         outputs.append(OutgoingRemoved(channel.channel_id, dead, "not in the settled state"))
     return replace(channel, settled_unlocks=unlocks), outputs

@@ -23,6 +23,7 @@ from p2pchan.core.outputs import (
     IncomingUnlocked,
     Output,
     Send,
+    UpdateOnChain,
 )
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
@@ -96,7 +97,12 @@ def on_update(
         registered={h: b for h, b in theirs.registered.items() if h not in removed},
     )
     ack = Processed(channel.channel_id, proof.nonce, signed.counter_signature)
-    return replace(channel, theirs=theirs), [Send(ack), effect]
+    outputs: list[Output] = [Send(ack), effect]
+    if channel.status == ChannelStatus.CLOSED:
+        # Closed on chain: the new proof counts only once on chain, and it must win there, or
+        # nobody would keep the locks of the settled proof.
+        outputs.append(UpdateOnChain(channel.channel_id, (signed,)))
+    return replace(channel, theirs=theirs), outputs
 
 
 def _refused(channel: Channel, nonce: int, refusal: Refusal) -> tuple[Channel, list[Output]]:
@@ -139,8 +145,16 @@ def _recompute(
     current = channel.theirs.accepted
     if channel.status == ChannelStatus.SETTLED:
         raise Refusal("channel_settled", "the channel is settled")
+    if channel.status == ChannelStatus.CLOSED:
+        _check_closed_update(channel, height)
+    if channel.status == ChannelStatus.CLOSED and not isinstance(message, Unlock):
+        raise Refusal("channel_closed", "the channel is closed on chain: it takes only unlocks")
     if isinstance(message, LockedTransfer):
-        if channel.status != ChannelStatus.OPEN or channel.coop_expiration is not None:
+        if (
+            channel.status != ChannelStatus.OPEN
+            or channel.coop_expiration is not None
+            or not channel.usable
+        ):
             raise Refusal("channel_not_open", f"the channel takes no new locks ({channel.status})")
         new = tuple(HeldLock(item.lock, item.payload) for item in message.locks)
         if not new:
@@ -173,6 +187,15 @@ def _recompute(
         present = tuple(h for h in hashes if current.has_lock(h))
         return current.removing(nonce, hashes), IncomingRemoved(channel.channel_id, present)
     raise Refusal("malformed", f"{type(message).__name__} is not a balance update")
+
+
+def _check_closed_update(channel: Channel, height: int) -> None:
+    """A channel closed on chain takes no new lock (checked below) but still takes unlocks and
+    removals, only while the `update` carrying them can still land in the settlement window
+    (never near its end): else the settled proof would be one whose locks nobody keeps."""
+    window_end = (channel.close_block or 0) + channel.settle_timeout
+    if height + channel.config.reveal_timeout > window_end:
+        raise Refusal("window_ending", f"the settlement window ends at block {window_end}")
 
 
 def _check_new_locks(channel: Channel, new: tuple[HeldLock, ...], height: int) -> None:

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from p2pchan.core.balance_proof import SignedBalanceProof, sign_balance_proof
-from p2pchan.core.channel import Channel, InFlight, UpdateKind
+from p2pchan.core.channel import Channel, ChannelStatus, InFlight, UpdateKind
 from p2pchan.core.direction import DirectionState, HeldLock
 from p2pchan.core.outputs import OutgoingRemoved, OutgoingSettled, Output, SecretLearned
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import RemoteProtocolError, UserError
-from p2pchan.types import U64_MAX, Secret, SecretHash
+from p2pchan.types import Secret, SecretHash
 from p2pchan.wire.channel_messages import (
     BalanceUpdate,
     LockedTransfer,
@@ -46,26 +46,53 @@ class PaymentRefused(UserError):
 
 def queue_locks(channel: Channel, locks: Sequence[HeldLock]) -> Channel:
     """Queue new outgoing locks for the next update, or refuse them all."""
+    queued, refused, waiting = queue_some(channel, locks)
+    if refused:
+        raise PaymentRefused(refused[0][1])
+    if waiting:
+        limit = channel.config.max_pending_locks
+        raise PaymentRefused(f"the channel already has {limit} pending locks (at most {limit})")
+    return queued
+
+
+def queue_some(
+    channel: Channel, locks: Sequence[HeldLock]
+) -> tuple[Channel, list[tuple[HeldLock, str]], list[HeldLock]]:
+    """Queue as many of `locks`, in order, as the channel can take. Return the refused ones
+    with the reason, and those that must wait for a free lock slot (the channel has
+    `max_pending_locks` already). One pass over the pending locks, however many arrive."""
     if not channel.takes_new_transfers:
-        raise PaymentRefused(f"channel {channel.channel_id.hex()} is {channel.status}, not usable")
-    total = sum(held.lock.amount for held in locks)
-    if any(held.lock.amount <= 0 for held in locks) or total > U64_MAX:
-        raise PaymentRefused("lock amounts must be positive")
+        reason = f"channel {channel.channel_id.hex()} is {channel.status}, not usable"
+        return channel, [(held, reason) for held in locks], []
+    ours = channel.ours
+    pending = ours.all_locks()
     available = channel.available_to_send()
-    if total > available:
-        raise PaymentRefused(f"insufficient capacity: {total} wanted, {available} available")
-    pending = len(channel.ours.all_locks()) + len(channel.ours.queued_locks)
-    if pending + len(locks) > channel.config.max_pending_locks:
-        raise PaymentRefused(
-            f"the channel already has {pending} pending locks "
-            f"(at most {channel.config.max_pending_locks})"
-        )
-    known = {held.secrethash for held in channel.ours.all_locks()}
-    known.update(held.secrethash for held in channel.ours.queued_locks)
-    if any(held.secrethash in known for held in locks):
-        raise PaymentRefused("a lock with this secrethash is already pending")
-    ours = replace(channel.ours, queued_locks=channel.ours.queued_locks + tuple(locks))
-    return replace(channel, ours=ours)
+    count = len(pending) + len(ours.queued_locks)
+    known = {held.secrethash for held in pending}
+    known.update(held.secrethash for held in ours.queued_locks)
+    limit = channel.config.max_pending_locks
+    accepted: list[HeldLock] = []
+    refused: list[tuple[HeldLock, str]] = []
+    waiting: list[HeldLock] = []
+    for held in locks:
+        amount = held.lock.amount
+        if amount <= 0:
+            refused.append((held, "lock amounts must be positive"))
+        elif amount > available:
+            refused.append((held, f"insufficient capacity: {amount} wanted, {available} available"))
+        elif count >= limit:
+            waiting.append(held)
+        elif held.secrethash in known:
+            refused.append((held, "a lock with this secrethash is already pending"))
+        else:
+            accepted.append(held)
+            available -= amount
+            count += 1
+            known.add(held.secrethash)
+    if accepted:
+        ours = replace(ours, queued_locks=ours.queued_locks + tuple(accepted))
+        channel = replace(channel, ours=ours)
+    return channel, refused, waiting
 
 
 def queue_unlocks(channel: Channel, learned: dict[SecretHash, Secret]) -> Channel:
@@ -101,6 +128,11 @@ def next_update(channel: Channel, identity: Identity) -> tuple[Channel, BalanceU
     ours = channel.ours
     if ours.in_flight is not None or not ours.has_work():
         return channel, None
+    if channel.status == ChannelStatus.SETTLED:
+        return channel, None  # nothing off-chain counts any more
+    # Closed on chain: only unlocks still matter (the partner puts them on chain); expired and
+    # failed locks go back to us through the on-chain unlock anyway.
+    closed = channel.status == ChannelStatus.CLOSED
     nonce = ours.signed_nonce + 1
     base = ours.acked
     unlocks = {h: s for h, s in ours.queued_unlocks.items() if base.has_lock(h)}
@@ -117,7 +149,7 @@ def next_update(channel: Channel, identity: Identity) -> tuple[Channel, BalanceU
         )
         rest = {h: s for h, s in ours.queued_unlocks.items() if h not in unlocks}
         ours = replace(ours, queued_unlocks=rest)
-    elif expired:
+    elif expired and not closed:
         state = base.removing(nonce, expired)
         flight = InFlight(
             UpdateKind.LOCK_EXPIRED,
@@ -126,7 +158,7 @@ def next_update(channel: Channel, identity: Identity) -> tuple[Channel, BalanceU
             secrethashes=tuple(expired),
         )
         ours = replace(ours, queued_expired=frozenset())
-    elif removed:
+    elif removed and not closed:
         state = base.removing(nonce, removed)
         flight = InFlight(
             UpdateKind.LOCK_REMOVED,
@@ -199,13 +231,22 @@ def on_processed(channel: Channel, message: Processed) -> tuple[Channel, list[Ou
         gone = set(flight.secrethashes)
         dropped = tuple(held for held in dropped if held.secrethash not in gone)
         outputs.append(OutgoingRemoved(channel.channel_id, flight.secrethashes, "failed"))
+    # The ack of a lock_removed (mostly the clean-up after a refusal) does not break a row of
+    # final refusals: else a partner refusing every transfer would never stop new payments.
+    refusals = ours.final_refusals if flight.kind == UpdateKind.LOCK_REMOVED else 0
+    # Work queued again while this update was in flight (a reveal or lock_failed reminder, an
+    # expiry seen on the next block) is done once no lock of the acked state is left for it.
+    acked = flight.state
     ours = replace(
         ours,
-        acked=flight.state,
+        acked=acked,
         acked_proof=signed,
         in_flight=None,
         dropped=dropped,
-        final_refusals=0,
+        final_refusals=refusals,
+        queued_unlocks={h: s for h, s in ours.queued_unlocks.items() if acked.has_lock(h)},
+        queued_expired=frozenset(h for h in ours.queued_expired if acked.has_lock(h)),
+        queued_failed=frozenset(h for h in ours.queued_failed if acked.has_lock(h)),
     )
     return replace(channel, ours=ours), outputs
 

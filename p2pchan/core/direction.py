@@ -22,10 +22,10 @@ class HeldLock:
 
     lock: Lock
     payload: bytes = b""
+    secrethash: SecretHash = field(init=False, compare=False, repr=False)  # the lock's, cached
 
-    @property
-    def secrethash(self) -> SecretHash:
-        return self.lock.secrethash
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "secrethash", self.lock.secrethash)
 
 
 @dataclass(frozen=True, slots=True)

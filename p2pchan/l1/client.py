@@ -94,6 +94,7 @@ class L1Client:
         self._pending: dict[int, _Pending] = {}
         self._send_lock = trio.Lock()
         self._closed_reason: str | None = None
+        self.closed = trio.Event()  # set once the connection is gone
 
     @classmethod
     @asynccontextmanager
@@ -128,6 +129,7 @@ class L1Client:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
             reason = f"connection to layer 1 lost: {type(error).__name__}"
         self._closed_reason = reason
+        self.closed.set()
         for waiter in self._pending.values():
             waiter.done.set()
         self._pending.clear()

@@ -6,19 +6,32 @@ never race for a nonce; after a refusal the next nonce is fetched from the chain
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import trio
 
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import ChainError
-from p2pchan.l1.api import SubmitResult
-from p2pchan.l1.client import L1Client
+from p2pchan.l1.api import AccountResult, SubmitResult
 from p2pchan.l1.contract import channel_id_for
-from p2pchan.l1.transactions import Call, ChannelOpen, sign_transaction
+from p2pchan.l1.transactions import Call, ChannelOpen, SignedTransaction, sign_transaction
 from p2pchan.types import Address, ChainId, ChannelId
 
 
+class L1Api(Protocol):
+    """What a wallet needs of layer 1 (an `L1Client`, or the node's self-healing `L1Link`)."""
+
+    async def account(self, address: Address) -> AccountResult: ...
+
+    async def submit(
+        self, transaction: SignedTransaction, *, wait: bool = False
+    ) -> SubmitResult: ...
+
+    async def wait_for_height(self, height: int) -> int: ...
+
+
 class Wallet:
-    def __init__(self, client: L1Client, identity: Identity, chain_id: ChainId, *, fee: int = 0):
+    def __init__(self, client: L1Api, identity: Identity, chain_id: ChainId, *, fee: int = 0):
         self.client = client
         self.identity = identity
         self.chain_id = chain_id

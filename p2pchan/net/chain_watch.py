@@ -1,7 +1,10 @@
-"""Following layer 1: the head height, kept current through a block subscription.
+"""The chain watcher: layer-1 blocks and contract events, in order, into the channels.
 
-The follower reconnects with backoff whenever layer 1 goes away, resuming from the next block it
-has not seen. (The chain watcher that reacts to channel events builds on this.)
+It resumes after the last block the node processed (a fresh node starts from genesis, so a
+channel opened towards it before it ever ran is not missed) and reports itself started only once
+it has caught up with the head it saw when starting: after a restart the node reacts to
+everything that happened while it was down (a partner's close above all) before it talks to
+peers again. It resubscribes with backoff whenever layer 1 goes away.
 """
 
 from __future__ import annotations
@@ -13,32 +16,61 @@ import trio
 
 from p2pchan.errors import ChainError, RemoteProtocolError
 from p2pchan.l1.client import subscribe
+from p2pchan.net.channels import ChannelManager
+from p2pchan.net.l1_link import L1Link
 
 log = structlog.get_logger(__name__)
 
 RETRY_INITIAL = 0.25
 RETRY_MAX = 10.0
+QUIET_BLOCKS_PER_CHECKPOINT = 50  # how often a block without events is recorded as processed
 
 
-class ChainFollower:
-    def __init__(self, host: str, port: int, *, start_height: int) -> None:
+class ChainWatcher:
+    def __init__(
+        self, host: str, port: int, manager: ChannelManager, link: L1Link, *, processed: int
+    ) -> None:
         self.host = host
         self.port = port
-        self.height = start_height
+        self.manager = manager
+        self.link = link
+        self.processed = processed
         self.connected = False
         self._advanced = trio.Event()
 
-    async def run(self) -> None:
+    @property
+    def height(self) -> int:
+        return self.processed
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        head = (await self.link.status()).height
+        started = False
+        if self.processed >= head:
+            task_status.started(self.processed)
+            started = True
         backoff = RETRY_INITIAL
         while True:
             try:
-                async with subscribe(self.host, self.port, self.height + 1) as notices:
+                async with subscribe(self.host, self.port, self.processed + 1) as notices:
                     self.connected = True
                     backoff = RETRY_INITIAL
                     async for notice in notices:
-                        self.height = notice.header.height
+                        height = notice.header.height
+                        if height <= self.processed:
+                            continue
+                        checkpoint = (
+                            bool(notice.events) or height % QUIET_BLOCKS_PER_CHECKPOINT == 0
+                        )
+                        await self.manager.on_chain_block(
+                            height, notice.events, self.link.channel, checkpoint=checkpoint
+                        )
+                        self.processed = height
                         self._advanced.set()
                         self._advanced = trio.Event()
+                        if not started and height >= head:
+                            log.info("chain_caught_up", height=height)
+                            task_status.started(height)
+                            started = True
             except (ChainError, RemoteProtocolError) as error:
                 if self.connected:
                     log.warning("l1_subscription_lost", reason=str(error))
@@ -47,5 +79,5 @@ class ChainFollower:
             backoff = min(backoff * 2, RETRY_MAX)
 
     async def wait_for_height(self, height: int) -> None:
-        while self.height < height:
+        while self.processed < height:
             await self._advanced.wait()

@@ -1,8 +1,10 @@
-"""The node's composition root: identity, store, layer 1, peers and the control RPC.
+"""The node's composition root: identity, store, layer 1, channels, payments, peers, RPC.
 
 `open_node` loads everything that can fail before serving (key file permissions, the data dir
-lock, the database, layer 1's chain id, which must match the one this data dir was created for);
-`Node.run` then serves peers and RPC and writes the `node.json` ready file.
+lock, the database, layer 1's chain id, which must match the one this data dir was created for).
+`Node.run` then starts in the order crash safety needs: the stored channels are loaded, the
+chain watcher catches up with every block missed while down, and only then are peers redialled
+(and re-synced) and the RPC and the `node.json` ready file offered.
 """
 
 from __future__ import annotations
@@ -16,16 +18,24 @@ from typing import Any
 import structlog
 import trio
 
+from p2pchan.core.channel import ChannelConfig
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, load_key_file
 from p2pchan.errors import ChainError, StoreError, UserError
 from p2pchan.l1.client import L1Client
-from p2pchan.net.chain_watch import ChainFollower
+from p2pchan.l1.wallet import Wallet
+from p2pchan.net.chain_actions import ChainActions
+from p2pchan.net.chain_watch import ChainWatcher
+from p2pchan.net.channels import ChannelManager
+from p2pchan.net.l1_link import L1Link
+from p2pchan.net.payments import PaymentService
 from p2pchan.net.peer import PeerSession
 from p2pchan.net.peers import PeerConfig, PeerManager
 from p2pchan.net.rpc import RpcServer
+from p2pchan.storage.channels import load_processed_block
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.storage.files import DatadirLock, write_file_durably
-from p2pchan.types import ChainId
+from p2pchan.types import Address, ChainId, NodeId
+from p2pchan.wire.channel_messages import ChannelMessage
 from p2pchan.wire.peer_messages import PeerMessage
 
 log = structlog.get_logger(__name__)
@@ -44,16 +54,17 @@ class NodeConfig:
     alias: str = ""
     dev: bool = False
     peer: PeerConfig = field(default_factory=PeerConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
 
 
-async def _chain_status(config: NodeConfig) -> tuple[ChainId, int]:
-    """Layer 1's chain id and height, retrying for a while if it is not up yet."""
+async def _chain_id(config: NodeConfig) -> ChainId:
+    """Layer 1's chain id, retrying for a while if it is not up yet."""
     with trio.move_on_after(L1_STARTUP_TIMEOUT):
         while True:
             try:
                 async with L1Client.connect(config.l1_host, config.l1_port) as client:
                     status = await client.status()
-                return status.chain_id, status.height
+                return status.chain_id
             except ChainError as error:
                 log.info("l1_not_reachable_yet", reason=str(error))
                 await trio.sleep(0.5)
@@ -68,7 +79,6 @@ class Node:
         lock: DatadirLock,
         database: NodeDatabase,
         chain_id: ChainId,
-        height: int,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -76,13 +86,45 @@ class Node:
         self._lock = lock
         self.database = database
         self.chain_id = chain_id
-        self.chain = ChainFollower(config.l1_host, config.l1_port, start_height=height)
-        self.peers = PeerManager(identity, chain_id, database, self._on_message, config.peer)
+        self.link = L1Link(config.l1_host, config.l1_port)
+        self.wallet = Wallet(self.link, identity, chain_id)
+        self.actions = ChainActions(self.wallet)
+        self.peers = PeerManager(
+            identity,
+            chain_id,
+            database,
+            self._on_message,
+            config.peer,
+            on_session=self._on_session,
+        )
+        self.channels = ChannelManager(
+            identity, chain_id, database, self.actions, self._session_of, config.channel
+        )
+        self.payments = PaymentService(self.channels, self.link)
+        processed = database.run_now(load_processed_block) or 0
+        self.chain = ChainWatcher(
+            config.l1_host, config.l1_port, self.channels, self.link, processed=processed
+        )
         self.rpc = RpcServer()
         self._cancel_scope = trio.CancelScope()
 
-    async def _on_message(self, session: PeerSession, message: PeerMessage) -> None:
-        log.info("peer_message_unhandled", type=type(message).__name__)
+    async def _on_message(self, session: PeerSession, messages: list[PeerMessage]) -> None:
+        """Channel messages that arrived together are handled per channel, in order, in one
+        step each."""
+        per_channel: dict[bytes, list[ChannelMessage]] = {}
+        for message in messages:
+            if isinstance(message, ChannelMessage):
+                per_channel.setdefault(message.channel_id, []).append(message)
+            else:
+                log.info("peer_message_unhandled", type=type(message).__name__)
+        for batch in per_channel.values():
+            await self.channels.on_messages(session, batch)
+
+    def _session_of(self, node_id: Address) -> PeerSession | None:
+        return self.peers.sessions.get(NodeId(node_id))
+
+    async def _on_session(self, session: PeerSession) -> None:
+        await self.channels.on_session_started(session)
 
     async def run(
         self, *, task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED
@@ -95,10 +137,15 @@ class Node:
         with self._cancel_scope:
             try:
                 async with trio.open_nursery() as nursery:
+                    self.channels.load()
+                    nursery.start_soon(self.link.run)
+                    await nursery.start(self.actions.run)
+                    await nursery.start(self.channels.run)
+                    height = await nursery.start(self.chain.run)  # caught up: now peers
+                    log.info("node_caught_up", height=height, channels=len(self.channels.channels))
                     port = await nursery.start(
                         self.peers.run, self.config.listen_host, self.config.listen_port
                     )
-                    nursery.start_soon(self.chain.run)
                     rpc_path = await nursery.start(self.rpc.serve, self.config.datadir)
                     ready = {
                         "node_id": self.node_id.hex(),
@@ -132,7 +179,7 @@ async def open_node(config: NodeConfig) -> Node:
     try:
         database = NodeDatabase.open(config.datadir)
         try:
-            chain_id, height = await _chain_status(config)
+            chain_id = await _chain_id(config)
             known = database.get_meta("chain_id")
             if known is None:
                 database.set_meta_now("chain_id", chain_id)
@@ -148,4 +195,4 @@ async def open_node(config: NodeConfig) -> Node:
         lock.release()
         raise
     structlog.contextvars.bind_contextvars(node=identity.node_id.hex())
-    return Node(config, identity, lock, database, chain_id, height)
+    return Node(config, identity, lock, database, chain_id)

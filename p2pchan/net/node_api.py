@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from p2pchan.core.channel import ChannelStatus
 from p2pchan.errors import ChainError, UserError
 from p2pchan.l1.client import L1Client
 from p2pchan.net.rpc import RpcParamError, param, parsed_param
@@ -21,6 +22,9 @@ def _node_id(text: Any) -> NodeId:
 
 
 def register_node_api(node: Node) -> None:
+    from p2pchan.net.channel_api import register_channel_api
+
+    register_channel_api(node)
     rpc = node.rpc
 
     async def info(params: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +41,9 @@ def register_node_api(node: Node) -> None:
             "block_height": node.chain.height,
             "l1_balance": l1_balance,
             "peers": len(node.peers.sessions),
-            "channels": 0,
+            "channels": sum(
+                1 for c in node.channels.channels.values() if c.status != ChannelStatus.SETTLED
+            ),
         }
 
     async def connect(params: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,9 @@ class Direction(enum.StrEnum):
     OUTBOUND = "outbound"
 
 
-MessageHandler = Callable[["PeerSession", PeerMessage], Awaitable[None]]
+# Gets, in order, the messages that arrived together (one read), so it can handle them in one
+# go (one disk sync for a channel's ack and reveal, say).
+MessageHandler = Callable[["PeerSession", list[PeerMessage]], Awaitable[None]]
 FaultReporter = Callable[["PeerSession", float, str], bool]  # True: the peer is now banned
 
 
@@ -171,23 +173,31 @@ class PeerSession:
     async def _read_loop(self, leftover: list[bytes]) -> None:
         bodies = leftover
         while True:
-            for body in bodies:
-                self.messages_received += 1
-                await self._dispatch(body)
+            for_handler: list[PeerMessage] = []
+            try:
+                for body in bodies:
+                    self.messages_received += 1
+                    message = await self._dispatch(body)
+                    if message is not None:
+                        for_handler.append(message)
+            finally:
+                if for_handler:  # what came before a goodbye is still handled
+                    await self._handler(self, for_handler)
             bodies = await self.secure.receive()
             if not bodies:
                 raise SessionEnded("peer closed the connection")
 
-    async def _dispatch(self, body: bytes) -> None:
+    async def _dispatch(self, body: bytes) -> PeerMessage | None:
+        """Decode a body and handle session messages here; return others for the handler."""
         try:
             message = PEER_MESSAGES.decode(body)
         except UnknownRequiredMessage:
             raise
         except RemoteProtocolError as error:
             self.fault(misbehaviour.MALFORMED_MESSAGE, f"malformed message: {error}")
-            return
+            return None
         if isinstance(message, UnknownMessage):
-            return  # an optional message from a newer peer
+            return None  # an optional message from a newer peer
         if isinstance(message, Ping):
             self.pings_received += 1
             if message.pong_length < PONG_SUPPRESSED:
@@ -207,7 +217,8 @@ class PeerSession:
             self.fault(misbehaviour.UNEXPECTED_MESSAGE, "init after the session started")
         else:
             assert isinstance(message, PeerMessage)
-            await self._handler(self, message)
+            return message
+        return None
 
     def fault(self, points: float, reason: str) -> None:
         """Score a fault of the peer's; end the session if that bans it."""

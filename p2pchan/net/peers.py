@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,9 @@ class PeerInfo:
         }
 
 
+SessionHook = Callable[[PeerSession], Awaitable[None]]
+
+
 class ConnectFailed(P2pchanError):
     """A dial or handshake did not produce a session."""
 
@@ -87,11 +91,14 @@ class PeerManager:
         database: NodeDatabase,
         handler: MessageHandler,
         config: PeerConfig | None = None,
+        *,
+        on_session: SessionHook | None = None,
     ) -> None:
         self.identity = identity
         self.chain_id = chain_id
         self.database = database
         self.handler = handler
+        self.on_session = on_session
         self.config = config or PeerConfig()
         self.sessions: dict[NodeId, PeerSession] = {}
         self.remembered: dict[NodeId, RememberedPeer] = {}
@@ -134,6 +141,7 @@ class PeerManager:
         """Dial a peer now; on success remember it and keep it connected from then on."""
         if node_id == self.identity.node_id:
             raise UserError("cannot connect to ourselves")
+        dialled: tuple[PeerSession, list[bytes]] | None = None
         if node_id not in self.sessions:
             try:
                 secure, leftover = await self._dial(node_id, host, port)
@@ -141,13 +149,14 @@ class PeerManager:
                 raise UserError(
                     f"cannot connect to {node_id.hex()}@{host}:{port}: {error}"
                 ) from None
+            dialled = (self._new_session(secure, Direction.OUTBOUND, host, port), leftover)
         peer = RememberedPeer(node_id, host, port)
         await self.database.run(remember_peer(peer, int(time.time() * 1000)))
         self.remembered[node_id] = peer
-        if node_id not in self.sessions:
-            session = self._new_session(secure, Direction.OUTBOUND, host, port)
-            self._start_keeper(peer, (session, leftover))
-            await self._wait_registered(session)
+        if dialled is not None:
+            # Even if the peer connected to us meanwhile: the duplicate rule picks the survivor.
+            self._start_keeper(peer, dialled)
+            await self._wait_registered(dialled[0])
         elif node_id not in self._keepers:
             self._start_keeper(peer, None)
         return self.info(node_id)
@@ -155,15 +164,17 @@ class PeerManager:
     async def disconnect(self, node_id: NodeId) -> bool:
         """Forget a peer and close its session; False if we knew nothing of it."""
         known = node_id in self.remembered or node_id in self.sessions
-        keeper = self._keepers.pop(node_id, None)
-        if keeper is not None:
-            keeper.cancel()
+        keeper = self._keepers.pop(node_id, None)  # it stops redialling (see _keep_connected)
         if node_id in self.remembered:
             del self.remembered[node_id]
             await self.database.run(forget_peer(node_id))
         session = self.sessions.get(node_id)
         if session is not None:
+            # Before cancelling the keeper: the session runs in its task, and must live long
+            # enough to send the goodbye.
             await session.close("disconnect requested")
+        if keeper is not None:
+            keeper.cancel()
         return known
 
     async def _dial(
@@ -190,6 +201,9 @@ class PeerManager:
         self, peer: RememberedPeer, first: tuple[PeerSession, list[bytes]] | None
     ) -> None:
         assert self._nursery is not None
+        previous = self._keepers.get(peer.node_id)
+        if previous is not None:  # one keeper per peer: this one replaces it
+            previous.cancel()
         scope = trio.CancelScope()
         self._keepers[peer.node_id] = scope
         self._nursery.start_soon(self._keep_connected, peer, first, scope)
@@ -201,17 +215,33 @@ class PeerManager:
         scope: trio.CancelScope,
     ) -> None:
         """Stay connected to a remembered peer: redial with exponential backoff and jitter."""
+        try:
+            await self._redial_loop(peer, first, scope)
+        finally:
+            if first is not None and not first[0].closed.is_set():
+                # Cancelled before it ran that session (a newer keeper replaced this one): end
+                # it, or the `connect` waiting for it would wait forever.
+                with trio.CancelScope(shield=True):
+                    await first[0].close("superseded by a newer dial", tell_peer=False)
+                    await first[0].run([])
+                    self._notify_change()
+
+    async def _redial_loop(
+        self,
+        peer: RememberedPeer,
+        first: tuple[PeerSession, list[bytes]] | None,
+        scope: trio.CancelScope,
+    ) -> None:
         backoff = self.config.reconnect_initial
         with scope, structlog.contextvars.bound_contextvars(peer=peer.node_id.hex()):
-            while True:
-                existing = self.sessions.get(peer.node_id)
-                if existing is not None:  # it connected to us meanwhile
-                    await existing.closed.wait()
-                    backoff = self.config.reconnect_initial
-                    continue
-                if first is not None:
+            while self._keepers.get(peer.node_id) is scope:  # else: forgotten or replaced
+                if first is not None:  # `_run_session` settles a duplicate with the rule
                     session, leftover = first
                     first = None
+                elif (existing := self.sessions.get(peer.node_id)) is not None:
+                    await existing.closed.wait()  # it connected to us meanwhile
+                    backoff = self.config.reconnect_initial
+                    continue
                 else:
                     try:
                         secure, leftover = await self._dial(peer.node_id, peer.host, peer.port)
@@ -309,7 +339,8 @@ class PeerManager:
         if existing is not None:
             if self._keeps_existing(existing, session):
                 await session.close("duplicate connection", tell_peer=False)
-                await session.secure.aclose()
+                await session.run([])  # already cancelled: closes the stream, sets `closed`
+                self._notify_change()  # wakes a `connect` waiting for this session
                 return
             await existing.close("replaced by a newer connection", tell_peer=False)
         self.sessions[session.node_id] = session
@@ -321,6 +352,8 @@ class PeerManager:
             remote=f"{session.host}:{session.port}",
         )
         try:
+            if self.on_session is not None:
+                await self.on_session(session)  # queued before anything the session reads
             await session.run(leftover)
         finally:
             if self.sessions.get(session.node_id) is session:
@@ -334,6 +367,8 @@ class PeerManager:
     async def _wait_registered(self, session: PeerSession) -> None:
         while self.sessions.get(session.node_id) is not session:
             if session.closed.is_set():
+                if session.node_id in self.sessions:
+                    return  # the peer's crossed connection won the duplicate rule
                 raise UserError(
                     f"connection to {session.node_id.hex()} closed: {session.close_reason}"
                 )

@@ -15,8 +15,8 @@ import trio
 
 from p2pchan.crypto.keys import Identity, x25519_public_key
 from p2pchan.crypto.noise import ACT_ONE_SIZE, ACT_THREE_SIZE, ACT_TWO_SIZE, HandshakeState
-from p2pchan.crypto.transport import TransportCipher
-from p2pchan.errors import CryptoError, RemoteProtocolError
+from p2pchan.crypto.transport import MAX_BODY_SIZE, TransportCipher
+from p2pchan.errors import CryptoError, LocalProtocolError, RemoteProtocolError
 from p2pchan.types import KEY_SIZE, Address, NodeId
 
 RECEIVE_SIZE = 256 * 1024
@@ -44,7 +44,16 @@ class SecureStream:
         self.remote_node_id = remote
 
     async def send(self, bodies: Sequence[bytes]) -> None:
-        """Encrypt `bodies` as consecutive frames and write them with one call."""
+        """Encrypt `bodies` as consecutive frames and write them with one call.
+
+        A body over 65535 bytes refuses the whole batch (`LocalProtocolError`) before any of it
+        is encrypted, so the nonces stay in step and the connection stays usable.
+        """
+        for body in bodies:
+            if len(body) > MAX_BODY_SIZE:
+                raise LocalProtocolError(
+                    f"a frame body is at most {MAX_BODY_SIZE} bytes, this one is {len(body)}"
+                )
         encrypt = self.cipher.encryptor.encrypt
         await self.stream.send_all(b"".join([encrypt(body) for body in bodies]))
 

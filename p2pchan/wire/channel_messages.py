@@ -84,7 +84,7 @@ class LockRemoved(BalanceUpdate):
 @PEER_MESSAGES.message(PeerType.PROCESSED)
 @dataclass(frozen=True, slots=True)
 class Processed(ChannelMessage):
-    """Accepts the update with this nonce (and every lower one): the receiver's counter-signature."""
+    """Accepts the update with this nonce (and every lower one) with a counter-signature."""
 
     channel_id: ChannelId = wire(BYTES32)
     nonce: int = wire(U64)
@@ -153,5 +153,3 @@ class SettleResponse(ChannelMessage):
     channel_id: ChannelId = wire(BYTES32)
     signature: bytes | None = wire(Optional(SIGNATURE))
     refusal: str = wire(Text(512))
-
-

@@ -1,4 +1,5 @@
-"""Support for system tests: running the real `p2pchan` command, reading child process logs."""
+"""Support for system tests: running the real `p2pchan` command, reading child process logs,
+and a `Network` of a layer-1 process and channel nodes in one test's directory."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import json
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from p2pchan_cli.processes import ChildProcess, p2pchan_argv
+from p2pchan.net.rpc_client import RpcClient
+from p2pchan_cli.processes import ChildProcess, l1_process, node_process, p2pchan_argv
+from tests.conftest import ProcessRegistry
 
 COMMAND_DEADLINE = 60
 
@@ -54,3 +58,40 @@ async def wait_for_log_event(
     """
     while not any(matches(event) for event in log_events(child)):  # noqa: ASYNC110
         await trio.sleep(0.05)
+
+
+class Network:
+    """A layer-1 process and channel nodes, each in a directory under `root` named after it."""
+
+    def __init__(self, processes: ProcessRegistry, root: Path) -> None:
+        self.processes = processes
+        self.root = root
+        self.l1 = ""
+
+    async def start_l1(self, *, block_time: float = 0.2) -> None:
+        chain = self.processes.add(
+            l1_process(self.root / "l1", "--port", "0", "--block-time", str(block_time), "--dev")
+        )
+        ready = await chain.start()
+        self.l1 = f"{ready['host']}:{ready['port']}"
+
+    async def init_node(self, name: str) -> str:
+        result = await p2pchan("node", "init", "--datadir", str(self.root / name), "--json")
+        return str(result.json()["node_id"])
+
+    async def start_node(self, name: str, *extra: str) -> ChildProcess:
+        child = self.processes.add(node_process(self.root / name, self.l1, *extra, name=name))
+        await child.start()
+        return child
+
+    async def rpc(self, name: str, method: str, params: dict[str, Any] | None = None) -> Any:
+        async with RpcClient.connect(self.root / name) as rpc:
+            return await rpc.call(method, params or {})
+
+    async def wait_connected(self, name: str, peer: str) -> None:
+        """Poll the node's peer list until `peer` shows as connected (the caller's deadline)."""
+        while True:
+            peers = await self.rpc(name, "peers")
+            if any(p["node_id"] == peer and p["connected"] for p in peers):
+                return
+            await trio.sleep(0.05)

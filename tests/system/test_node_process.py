@@ -13,50 +13,13 @@ import trio
 from noise.connection import Keypair, NoiseConnection
 
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, write_key_file
-from p2pchan.net.rpc_client import RpcClient
 from p2pchan.wire.peer_messages import PEER_MESSAGES, Init, Ping, Pong
-from p2pchan_cli.processes import ChildProcess, l1_process, node_process
 from tests.conftest import ProcessRegistry
-from tests.system.support import log_events, p2pchan, wait_for_log_event
+from tests.system.support import Network, log_events, p2pchan, wait_for_log_event
 
 pytestmark = pytest.mark.slow
 DEADLINE = 120
 FAST_RECONNECT = ("--reconnect-max", "1")
-
-
-class Network:
-    def __init__(self, processes: ProcessRegistry, root: Path) -> None:
-        self.processes = processes
-        self.root = root
-        self.l1 = ""
-
-    async def start_l1(self) -> None:
-        chain = self.processes.add(
-            l1_process(self.root / "l1", "--port", "0", "--block-time", "0.2", "--dev")
-        )
-        ready = await chain.start()
-        self.l1 = f"{ready['host']}:{ready['port']}"
-
-    async def init_node(self, name: str) -> str:
-        result = await p2pchan("node", "init", "--datadir", str(self.root / name), "--json")
-        return str(result.json()["node_id"])
-
-    async def start_node(self, name: str, *extra: str) -> ChildProcess:
-        child = self.processes.add(node_process(self.root / name, self.l1, *extra, name=name))
-        await child.start()
-        return child
-
-    async def rpc(self, name: str, method: str, params: dict[str, Any] | None = None) -> Any:
-        async with RpcClient.connect(self.root / name) as rpc:
-            return await rpc.call(method, params or {})
-
-    async def wait_connected(self, name: str, peer: str) -> None:
-        """Poll the node's peer list until `peer` shows as connected (the caller's deadline)."""
-        while True:
-            peers = await self.rpc(name, "peers")
-            if any(p["node_id"] == peer and p["connected"] for p in peers):
-                return
-            await trio.sleep(0.05)
 
 
 async def test_two_nodes_connect_and_reconnect_after_kill_9_of_either(

@@ -1,0 +1,77 @@
+"""Invoices: a payee's signed request for a payment, as a `p2pc1...` string.
+
+The string is "p2pc1" + lowercase base32 (no padding) of the msgpack array [data, signature];
+`data` is the msgpack array (chain_id, payee, amount, secrethash, timestamp_ms, expiry_seconds,
+min_final_lock_timeout, description, route_hints), signed by the payee with the invoice tag. The
+chain id binds it to one network. Decoding checks everything and raises `UserError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from p2pchan.crypto.keys import Identity
+from p2pchan.crypto.signing import SigningTag, is_valid
+from p2pchan.errors import RemoteProtocolError, UserError
+from p2pchan.types import Address, ChainId, SecretHash
+from p2pchan.wire.codec import pack, unpack
+from p2pchan.wire.fields import BYTES32, SIGNATURE, U32, U64, Bytes, Text
+from p2pchan.wire.records import Record, wire
+
+PREFIX = "p2pc1"
+MAX_INVOICE_BYTES = 2048
+DEFAULT_EXPIRY_SECONDS = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice(Record):
+    chain_id: ChainId = wire(BYTES32)
+    payee: Address = wire(BYTES32)
+    amount: int = wire(U64)
+    secrethash: SecretHash = wire(BYTES32)
+    timestamp_ms: int = wire(U64)
+    expiry_seconds: int = wire(U32)
+    min_final_lock_timeout: int = wire(U32)
+    description: str = wire(Text(640))
+    route_hints: bytes = wire(Bytes(max_size=512))  # reserved for routing (empty for now)
+
+    def expires_at_ms(self) -> int:
+        return self.timestamp_ms + self.expiry_seconds * 1000
+
+    def is_expired(self, now_ms: int) -> bool:
+        return now_ms >= self.expires_at_ms()
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope(Record):
+    data: bytes = wire(Bytes(max_size=MAX_INVOICE_BYTES))
+    signature: bytes = wire(SIGNATURE)
+
+
+def encode_invoice(identity: Identity, invoice: Invoice) -> str:
+    if invoice.payee != identity.node_id:
+        raise ValueError("an invoice is signed by its payee")
+    data = pack(invoice.to_wire())
+    envelope = pack([data, identity.sign(SigningTag.INVOICE, data)])
+    return PREFIX + base64.b32encode(envelope).decode().rstrip("=").lower()
+
+
+def decode_invoice(text: str, chain_id: ChainId) -> Invoice:
+    """Parse and check an invoice string for this chain (`UserError` with the reason)."""
+    text = text.strip()
+    if not text.lower().startswith(PREFIX):
+        raise UserError(f"an invoice starts with {PREFIX!r}")
+    body = text[len(PREFIX) :].upper()
+    try:
+        raw = base64.b32decode(body + "=" * (-len(body) % 8))
+        envelope = _Envelope.from_wire(unpack(raw, max_len=MAX_INVOICE_BYTES + 128), "invoice")
+        invoice = Invoice.from_wire(unpack(envelope.data, max_len=MAX_INVOICE_BYTES), "invoice")
+    except (binascii.Error, ValueError, RemoteProtocolError) as error:
+        raise UserError(f"malformed invoice: {error}") from None
+    if not is_valid(invoice.payee, SigningTag.INVOICE, envelope.data, envelope.signature):
+        raise UserError("the invoice is not signed by its payee")
+    if invoice.chain_id != chain_id:
+        raise UserError("the invoice is for another network (chain id)")
+    return invoice

@@ -1,0 +1,230 @@
+"""Channels, payments and invoices in the node's database.
+
+`StoreBatch` collects everything one step of the node changed (channel states, payment and
+invoice records, registered secrets, the last processed block) and writes it in a single
+transaction: a payment's record always lands together with the channel state that carries it.
+
+Payments are a journal of events (created, then final), one row per step holding every event
+of that step: writing a row per payment cost ~10 us each (two events per payment per node), and
+updating rows keyed by random hashes dirtied a page per payment. A payment's status is its
+first final event; a later one changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field, replace
+
+from p2pchan.core.channel import Channel
+from p2pchan.storage.channel_codec import decode_channel, encode_channel
+from p2pchan.types import ChannelId, Secret, SecretHash
+from p2pchan.wire.codec import pack, unpack
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    payment_hash: SecretHash
+    direction: str  # "out" (we pay) or "in" (we are paid)
+    peer: bytes
+    channel_id: ChannelId
+    amount: int
+    fee: int
+    status: str  # pending, succeeded, failed
+    secret: Secret | None
+    created_ms: int
+    finished_ms: int | None
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRecord:
+    payment_hash: SecretHash
+    secret: Secret
+    amount: int
+    description: str
+    encoded: str
+    created_ms: int
+    expires_ms: int
+    status: str  # open, paid
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    """A pending payment record becoming final."""
+
+    payment_hash: SecretHash
+    direction: str
+    status: str  # succeeded, failed
+    secret: Secret | None
+    finished_ms: int
+    error: str
+
+
+@dataclass
+class StoreBatch:
+    channels: dict[ChannelId, Channel] = field(default_factory=dict)
+    payments: dict[tuple[SecretHash, str], PaymentRecord] = field(default_factory=dict)
+    outcomes: list[PaymentOutcome] = field(default_factory=list)
+    invoices: dict[SecretHash, InvoiceRecord] = field(default_factory=dict)
+    secrets: dict[SecretHash, int] = field(default_factory=dict)
+    processed_block: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.channels
+            or self.payments
+            or self.outcomes
+            or self.invoices
+            or self.secrets
+            or self.processed_block is not None
+        )
+
+
+class ChannelTables:
+    """Reads and writes channels, payments, invoices and chain facts."""
+
+    def load(self, connection: sqlite3.Connection) -> list[Channel]:
+        rows = connection.execute("SELECT state FROM channels")
+        return [decode_channel(bytes(blob)) for (blob,) in rows]
+
+    def write(self, connection: sqlite3.Connection, batch: StoreBatch) -> None:
+        """Write a batch (inside the caller's transaction)."""
+        for channel in batch.channels.values():
+            self._write_channel(connection, channel)
+        if batch.payments or batch.outcomes:
+            events: list[list[object]] = [
+                [
+                    p.payment_hash,
+                    p.direction,
+                    p.peer,
+                    p.channel_id,
+                    p.amount,
+                    p.fee,
+                    p.status,
+                    p.secret,
+                    p.created_ms,
+                    p.error,
+                ]
+                for p in batch.payments.values()
+            ]
+            events += [
+                [
+                    o.payment_hash,
+                    o.direction,
+                    None,
+                    None,
+                    None,
+                    None,
+                    o.status,
+                    o.secret,
+                    o.finished_ms,
+                    o.error,
+                ]
+                for o in batch.outcomes
+            ]
+            connection.execute("INSERT INTO payment_journal (events) VALUES (?)", (pack(events),))
+        for invoice in batch.invoices.values():
+            connection.execute(
+                "INSERT INTO invoices (payment_hash, secret, amount, description, encoded, "
+                "created_ms, expires_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (payment_hash) DO UPDATE SET status = excluded.status",
+                (
+                    invoice.payment_hash,
+                    invoice.secret,
+                    invoice.amount,
+                    invoice.description,
+                    invoice.encoded,
+                    invoice.created_ms,
+                    invoice.expires_ms,
+                    invoice.status,
+                ),
+            )
+        if batch.secrets:
+            connection.executemany(
+                "INSERT OR IGNORE INTO chain_secrets (secrethash, block) VALUES (?, ?)",
+                list(batch.secrets.items()),
+            )
+        if batch.processed_block is not None:
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES ('processed_block', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (batch.processed_block.to_bytes(8, "big"),),
+            )
+
+    def _write_channel(self, connection: sqlite3.Connection, channel: Channel) -> None:
+        connection.execute(
+            "INSERT INTO channels (channel_id, partner, status, state) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (channel_id) DO UPDATE SET status = excluded.status, "
+            "state = excluded.state",
+            (channel.channel_id, channel.partner, str(channel.status), encode_channel(channel)),
+        )
+
+
+def load_processed_block(connection: sqlite3.Connection) -> int | None:
+    row = connection.execute("SELECT value FROM meta WHERE key = 'processed_block'").fetchone()
+    return None if row is None else int.from_bytes(bytes(row[0]), "big")
+
+
+def load_chain_secrets(connection: sqlite3.Connection) -> dict[SecretHash, int]:
+    rows = connection.execute("SELECT secrethash, block FROM chain_secrets")
+    return {SecretHash(bytes(h)): block for h, block in rows}
+
+
+def load_open_invoices(connection: sqlite3.Connection) -> list[InvoiceRecord]:
+    rows = connection.execute(
+        "SELECT payment_hash, secret, amount, description, encoded, created_ms, expires_ms, "
+        "status FROM invoices WHERE status = 'open'"
+    )
+    return [InvoiceRecord(SecretHash(bytes(r[0])), Secret(bytes(r[1])), *r[2:]) for r in rows]
+
+
+def fold_payments(connection: sqlite3.Connection) -> dict[tuple[SecretHash, str], PaymentRecord]:
+    """Every payment's record, from its events: the creation, then its first final event."""
+    payments: dict[tuple[SecretHash, str], PaymentRecord] = {}
+    events = (
+        event
+        for (blob,) in connection.execute("SELECT events FROM payment_journal ORDER BY id")
+        for event in unpack(bytes(blob), max_len=len(blob))
+    )
+    for payment_hash, direction, peer, channel_id, amount, fee, status, secret, at, error in events:
+        key = (SecretHash(bytes(payment_hash)), str(direction))
+        record = payments.get(key)
+        if record is None:
+            if peer is None:
+                continue  # an outcome of a payment never recorded (nothing to show)
+            payments[key] = PaymentRecord(
+                key[0],
+                key[1],
+                bytes(peer),
+                ChannelId(bytes(channel_id)),
+                amount,
+                fee,
+                status,
+                None if secret is None else Secret(bytes(secret)),
+                at,
+                None,
+                error,
+            )
+        elif record.status == "pending" and status != "pending":
+            payments[key] = replace(
+                record,
+                status=status,
+                secret=record.secret if secret is None else Secret(bytes(secret)),
+                finished_ms=at,
+                error=error,
+            )
+    return payments
+
+
+def list_payments(connection: sqlite3.Connection, limit: int = 10_000) -> list[PaymentRecord]:
+    records = sorted(fold_payments(connection).values(), key=lambda p: p.created_ms, reverse=True)
+    return records[:limit]
+
+
+def list_invoices(connection: sqlite3.Connection, limit: int = 10_000) -> list[InvoiceRecord]:
+    rows = connection.execute(
+        "SELECT payment_hash, secret, amount, description, encoded, created_ms, expires_ms, "
+        "status FROM invoices ORDER BY created_ms DESC LIMIT ?",
+        (limit,),
+    )
+    return [InvoiceRecord(SecretHash(bytes(r[0])), Secret(bytes(r[1])), *r[2:]) for r in rows]

@@ -1,0 +1,604 @@
+"""Peer managers over loopback TCP in one trio run: connecting, init, keep-alive, misbehaviour and
+bans, unknown messages, redial after a crash, disconnect, crossed dials, limits, and what the
+peer code logs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import trio
+import trio.testing
+from structlog.testing import capture_logs
+
+from p2pchan.crypto.keys import Identity
+from p2pchan.errors import UserError
+from p2pchan.net.peer import Direction, PeerSession
+from p2pchan.net.peers import PeerConfig, PeerInfo, PeerManager
+from p2pchan.net.transport import SecureStream, initiate
+from p2pchan.storage.db import NodeDatabase
+from p2pchan.storage.peers import RememberedPeer, load_peers
+from p2pchan.types import ChainId, NodeId
+from p2pchan.wire.codec import UnknownMessage, pack
+from p2pchan.wire.fields import U64
+from p2pchan.wire.peer_messages import (
+    PEER_MESSAGES,
+    PROTOCOL_VERSION,
+    Goodbye,
+    Init,
+    PeerMessage,
+    Ping,
+    Pong,
+)
+from p2pchan.wire.records import wire
+
+DEADLINE = 10
+HOST = "127.0.0.1"
+CHAIN = ChainId(os.urandom(32))
+FAST = PeerConfig(
+    handshake_timeout=2.0,
+    ping_interval=0.05,
+    pong_timeout=1.0,  # a whole test network shares one thread: leave room for bursts
+    reconnect_initial=0.01,
+    reconnect_max=0.05,
+)
+QUIET = dataclasses.replace(FAST, ping_interval=0)
+"""No keep-alive: for peers played by hand, which do not answer pings."""
+MALFORMED_PING = pack([18, "x"])  # a ping with one field, and that one of the wrong type
+NOTE_TYPE = 1_000_001
+"""A test-only message type, registered for the tests that use `notes` (see there)."""
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Note(PeerMessage):
+    """Stands in for the channel messages the session passes on to the node's handler."""
+
+    index: int = wire(U64)
+
+
+@pytest.fixture
+def notes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register `Note` in the real peer registry for this test only. Real ids come from
+    `PeerType`, which has nothing the session hands to the handler yet."""
+    monkeypatch.setitem(PEER_MESSAGES._by_id, NOTE_TYPE, Note)
+    monkeypatch.setattr(Note, "TYPE_ID", NOTE_TYPE, raising=False)
+
+
+async def poll_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll state that has no event to wait on, failing after a deadline."""
+    with trio.move_on_after(5):
+        while not condition():  # noqa: ASYNC110 - nothing to wait on but the state itself
+            await trio.sleep(0.005)
+        return
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Peer:
+    """One running `PeerManager` with what its handler received."""
+
+    name: str
+    identity: Identity
+    manager: PeerManager
+    port: int
+    scope: trio.CancelScope
+    stopped: trio.Event
+    received: list[tuple[NodeId, PeerMessage]]
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.identity.node_id
+
+    async def connect(self, other: Peer) -> PeerInfo:
+        return await self.manager.connect(other.node_id, HOST, other.port)
+
+    def session(self, other: Peer) -> PeerSession:
+        return self.manager.sessions[other.node_id]
+
+    async def crash(self) -> None:
+        """Stop abruptly: cancel the manager (no goodbyes) and wait until it is gone."""
+        self.scope.cancel()
+        await self.stopped.wait()
+
+
+class Network:
+    def __init__(self, nursery: trio.Nursery, root: Path) -> None:
+        self.nursery = nursery
+        self.root = root
+        self.databases: list[NodeDatabase] = []
+        self.log_messages = False
+        """Whether handlers log each message (the logging test checks those lines)."""
+
+    async def start(
+        self,
+        name: str,
+        config: PeerConfig = FAST,
+        *,
+        identity: Identity | None = None,
+        chain_id: ChainId = CHAIN,
+        port: int = 0,
+    ) -> Peer:
+        identity = identity or Identity.generate()
+        datadir = self.root / name
+        datadir.mkdir(exist_ok=True)
+        database = NodeDatabase.open(datadir)
+        self.databases.append(database)
+        received: list[tuple[NodeId, PeerMessage]] = []
+
+        async def handler(session: PeerSession, messages: list[PeerMessage]) -> None:
+            for message in messages:
+                if self.log_messages:
+                    log.info("test_message_handled", type=type(message).__name__)
+                received.append((session.node_id, message))
+
+        manager = PeerManager(identity, chain_id, database, handler, config)
+        scope, stopped = trio.CancelScope(), trio.Event()
+
+        async def serve(task_status: trio.TaskStatus[int]) -> None:
+            try:
+                with scope:
+                    await manager.run(HOST, port, task_status=task_status)
+            finally:
+                stopped.set()
+
+        bound_port = await self.nursery.start(serve)
+        return Peer(name, identity, manager, bound_port, scope, stopped, received)
+
+    def close(self) -> None:
+        for database in self.databases:
+            database.close()
+
+
+@pytest.fixture
+async def network(tmp_path: Path) -> AsyncIterator[Network]:
+    async with trio.open_nursery() as nursery:
+        net = Network(nursery, tmp_path)
+        try:
+            yield net
+        finally:
+            nursery.cancel_scope.cancel()
+    net.close()
+
+
+class RawPeer:
+    """A peer played by hand: a real handshake and init, then whatever the test sends."""
+
+    def __init__(self, identity: Identity, secure: SecureStream) -> None:
+        self.identity = identity
+        self.secure = secure
+        self._pending: deque[bytes] = deque()
+
+    @classmethod
+    async def connect(
+        cls, target: Peer, identity: Identity | None = None, chain_id: ChainId = CHAIN
+    ) -> RawPeer:
+        identity = identity or Identity.generate()
+        stream = await trio.open_tcp_stream(HOST, target.port)
+        secure = await initiate(stream, identity, target.node_id)
+        await secure.send([PEER_MESSAGES.encode(Init(PROTOCOL_VERSION, chain_id, b""))])
+        raw = cls(identity, secure)
+        init = await raw.next_message()
+        assert isinstance(init, Init) and init.chain_id == chain_id, init
+        return raw
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.identity.node_id
+
+    async def send_raw(self, *bodies: bytes) -> None:
+        await self.secure.send(list(bodies))
+
+    async def next_message(self) -> PeerMessage | None:
+        """The next message the manager sent; None once it closed the connection."""
+        while not self._pending:
+            try:
+                bodies = await self.secure.receive()
+            except trio.BrokenResourceError:  # a reset: it closed with our bytes unread
+                return None
+            if not bodies:
+                return None
+            self._pending.extend(bodies)
+        message = PEER_MESSAGES.decode(self._pending.popleft())
+        assert isinstance(message, PeerMessage), message
+        return message
+
+    async def ping(self, pong_length: int) -> Pong:
+        await self.send_raw(PEER_MESSAGES.encode(Ping(pong_length, b"")))
+        while True:
+            message = await self.next_message()
+            assert message is not None, "closed instead of answering the ping"
+            if isinstance(message, Pong):
+                return message
+
+    async def wait_closed(self) -> list[PeerMessage]:
+        """Read until the manager closes the connection; return what it sent meanwhile."""
+        messages = []
+        while (message := await self.next_message()) is not None:
+            messages.append(message)
+        return messages
+
+    async def aclose(self) -> None:
+        await self.secure.aclose()
+
+
+def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [entry for entry in logs if entry["event"] == name]
+
+
+def capture() -> Any:
+    """Capture log lines with the context fields bound in the task that logged them."""
+    return capture_logs(processors=[structlog.contextvars.merge_contextvars])
+
+
+# -- connecting -------------------------------------------------------------------------------
+
+
+async def test_connect_lists_each_other_and_remembers_the_peer(network: Network) -> None:
+    with trio.fail_after(DEADLINE):
+        alice, bob = await network.start("alice"), await network.start("bob")
+
+        info = await alice.connect(bob)
+
+        assert info == PeerInfo(bob.node_id, HOST, bob.port, True, "outbound", True)
+        assert info.to_json() == {
+            "node_id": bob.node_id.hex(),
+            "host": HOST,
+            "port": bob.port,
+            "connected": True,
+            "direction": "outbound",
+            "remembered": True,
+        }
+        assert alice.manager.all_peers() == [info]
+        session = await bob.manager.wait_connected(alice.node_id)
+        assert session.direction is Direction.INBOUND
+        [seen_by_bob] = bob.manager.all_peers()
+        assert (seen_by_bob.node_id, seen_by_bob.connected) == (alice.node_id, True)
+        assert (seen_by_bob.direction, seen_by_bob.remembered) == ("inbound", False)
+        stored = alice.manager.database.run_now(load_peers)
+        assert stored == [RememberedPeer(bob.node_id, HOST, bob.port)]
+        assert await alice.session(bob).ping() >= 0
+        assert await session.ping() >= 0
+
+
+async def test_connect_refuses_ourselves_and_unreachable_or_wrong_peers(network: Network) -> None:
+    with trio.fail_after(DEADLINE):
+        alice, bob = await network.start("alice"), await network.start("bob")
+        with pytest.raises(UserError, match="ourselves"):
+            await alice.manager.connect(alice.node_id, HOST, bob.port)
+        impostor = Identity.generate()  # bob answers at that address, but not with that key
+        with pytest.raises(UserError, match=impostor.node_id.hex()):
+            await alice.manager.connect(impostor.node_id, HOST, bob.port)
+        listener = trio.socket.socket()
+        await listener.bind((HOST, 0))
+        closed_port = listener.getsockname()[1]
+        listener.close()  # nothing listens there any more
+        with pytest.raises(UserError, match="cannot connect"):
+            await alice.manager.connect(bob.node_id, HOST, closed_port)
+        assert alice.manager.all_peers() == []
+        assert alice.manager.database.run_now(load_peers) == []
+
+
+async def test_messages_reach_the_handler_in_order_both_ways(network: Network, notes: None) -> None:
+    with trio.fail_after(DEADLINE):
+        alice, bob = await network.start("alice"), await network.start("bob")
+        await alice.connect(bob)
+        to_alice = await bob.manager.wait_connected(alice.node_id)
+        count = 3_000
+        for index in range(count):
+            await alice.session(bob).send(Note(index))
+            await to_alice.send(Note(count - index))
+        await poll_until(lambda: len(bob.received) == count, "alice's notes at bob")
+        await poll_until(lambda: len(alice.received) == count, "bob's notes at alice")
+        assert bob.received == [(alice.node_id, Note(index)) for index in range(count)]
+        assert alice.received == [(bob.node_id, Note(count - index)) for index in range(count)]
+
+
+async def test_init_for_another_chain_is_refused_and_the_listener_keeps_serving(
+    network: Network,
+) -> None:
+    with trio.fail_after(DEADLINE):
+        bob = await network.start("bob")
+        stranger = await network.start("stranger", chain_id=ChainId(os.urandom(32)))
+        with capture() as logs:
+            with pytest.raises(UserError, match="another chain"):
+                await stranger.connect(bob)
+            await poll_until(lambda: events(logs, "peer_handshake_failed") != [], "bob's log")
+        [failed] = events(logs, "peer_handshake_failed")
+        assert "another chain" in failed["reason"]
+        assert stranger.manager.all_peers() == []
+        assert bob.manager.sessions == {}
+
+        alice = await network.start("alice")
+        assert (await alice.connect(bob)).connected
+        assert await alice.session(bob).ping() >= 0
+
+
+# -- keep-alive and misbehaviour --------------------------------------------------------------
+
+
+async def test_a_peer_that_stops_reading_is_dropped_for_lack_of_pong(network: Network) -> None:
+    with trio.fail_after(DEADLINE):
+        config = dataclasses.replace(FAST, ping_interval=0.05, pong_timeout=0.2)
+        bob = await network.start("bob", config)
+        mute = await RawPeer.connect(bob)  # completes the handshake and init, then never reads
+        session = await bob.manager.wait_connected(mute.node_id)
+        with trio.fail_after(config.ping_interval + config.pong_timeout + 2):
+            await session.closed.wait()
+        assert "no pong" in session.close_reason
+        await poll_until(lambda: mute.node_id not in bob.manager.sessions, "bob to forget it")
+        await mute.aclose()
+
+
+async def test_malformed_messages_are_scored_and_end_in_a_ban(network: Network) -> None:
+    with trio.fail_after(DEADLINE):
+        config = dataclasses.replace(QUIET, ban_threshold=100, ban_seconds=600)
+        bob = await network.start("bob", config)
+        identity = Identity.generate()
+        with capture() as logs:
+            mallory = await RawPeer.connect(bob, identity)
+            session = await bob.manager.wait_connected(mallory.node_id)
+            await mallory.send_raw(*[MALFORMED_PING] * 4)  # 80 points: not yet banned
+            assert (await mallory.ping(7)).padding == bytes(7)
+            faults = events(logs, "peer_misbehaved")
+            assert [(f["peer"], f["points"]) for f in faults] == [(identity.node_id.hex(), 20)] * 4
+            assert all("malformed" in fault["reason"] for fault in faults)
+            assert not session.closed.is_set()
+
+            await mallory.send_raw(MALFORMED_PING, MALFORMED_PING)  # past 100 points: banned
+            await mallory.wait_closed()
+            await session.closed.wait()
+            assert "banned" in session.close_reason
+            assert bob.manager.misbehaviour.is_banned(identity.node_id, trio.current_time())
+
+            again = await RawPeer.connect(bob, identity)  # the handshake itself succeeds ...
+            assert await again.wait_closed() == []  # ... then bob hangs up
+            await poll_until(lambda: events(logs, "peer_refused") != [], "the refusal")
+        [refused] = events(logs, "peer_refused")
+        assert (refused["peer"], refused["reason"]) == (identity.node_id.hex(), "banned")
+        assert bob.manager.sessions == {}
+
+
+async def test_unknown_even_message_ends_the_session_at_once(network: Network) -> None:
+    with trio.fail_after(DEADLINE):
+        bob = await network.start("bob", QUIET)
+        newer = await RawPeer.connect(bob)
+        session = await bob.manager.wait_connected(newer.node_id)
+        await newer.send_raw(pack([1_000_000, "you must understand this"]))
+        assert await newer.wait_closed() == []
+        await session.closed.wait()
+        assert "unknown even" in session.close_reason
+
+
+async def test_unknown_odd_message_is_skipped_and_the_session_goes_on(network: Network) -> None:
+    with trio.fail_after(DEADLINE):
+        bob = await network.start("bob", QUIET)
+        newer = await RawPeer.connect(bob)
+        session = await bob.manager.wait_connected(newer.node_id)
+        with capture() as logs:
+            await newer.send_raw(pack([1_000_003, "optional", [1, 2]]), pack([999]))
+            assert (await newer.ping(3)).padding == bytes(3)
+        assert not session.closed.is_set()
+        assert events(logs, "peer_misbehaved") == []
+        assert bob.received == []  # nothing of it reached the node's handler
+        assert isinstance(PEER_MESSAGES.decode(pack([999])), UnknownMessage)
+
+
+# -- staying connected ------------------------------------------------------------------------
+
+
+async def test_a_crashed_peer_restarted_on_the_same_port_is_redialled(network: Network) -> None:
+    with trio.fail_after(DEADLINE):
+        alice, bob = await network.start("alice"), await network.start("bob")
+        await alice.connect(bob)
+        first = alice.session(bob)
+
+        await bob.crash()
+        await first.closed.wait()
+        await poll_until(lambda: not alice.manager.info(bob.node_id).connected, "the drop")
+        bob_again = await network.start("bob", identity=bob.identity, port=bob.port)
+
+        session = await alice.manager.wait_connected(bob.node_id)
+        assert session is not first
+        assert session.direction is Direction.OUTBOUND
+        inbound = await bob_again.manager.wait_connected(alice.node_id)
+        assert inbound.direction is Direction.INBOUND
+        assert await session.ping() >= 0
+
+
+async def test_disconnect_forgets_the_peer_and_says_goodbye(network: Network) -> None:
+    with trio.fail_after(DEADLINE):
+        alice, bob = await network.start("alice"), await network.start("bob")
+        await alice.connect(bob)
+        to_alice = await bob.manager.wait_connected(alice.node_id)
+
+        assert await alice.manager.disconnect(bob.node_id) is True
+
+        await to_alice.closed.wait()
+        assert "goodbye" in to_alice.close_reason
+        assert alice.manager.all_peers() == []
+        assert alice.manager.database.run_now(load_peers) == []
+        # No redial: with backoff capped at 0.05 s, one would have come within this window.
+        with trio.move_on_after(0.5):
+            await bob.manager.wait_connected(alice.node_id)
+            raise AssertionError("alice redialled a peer she disconnected from")
+        assert await alice.manager.disconnect(bob.node_id) is False
+
+
+async def test_connect_during_a_redial_backoff_then_disconnect_stops_every_redial(
+    network: Network,
+) -> None:
+    """A second `connect` to a remembered peer replaces its redialler rather than adding one."""
+    with trio.fail_after(DEADLINE):
+        backoff = 0.4
+        config = dataclasses.replace(FAST, reconnect_initial=backoff, reconnect_max=backoff)
+        alice, bob = await network.start("alice", config), await network.start("bob")
+        await alice.connect(bob)
+        first = alice.session(bob)
+        await bob.crash()
+        await first.closed.wait()
+        await poll_until(lambda: not alice.manager.info(bob.node_id).connected, "the drop")
+        bob_again = await network.start("bob", identity=bob.identity, port=bob.port)
+
+        assert (await alice.connect(bob)).connected  # alice's redial is still backing off
+        inbound = await bob_again.manager.wait_connected(alice.node_id)
+        assert await alice.manager.disconnect(bob.node_id) is True
+        await inbound.closed.wait()
+        assert "goodbye" in inbound.close_reason
+        # Any redialler left behind would dial within `backoff` of the drop.
+        with trio.move_on_after(2 * backoff):
+            await bob_again.manager.wait_connected(alice.node_id)
+            raise AssertionError("a redialler outlived the disconnect")
+        assert alice.manager.all_peers() == []
+
+
+@pytest.mark.parametrize("round_", range(4))
+async def test_crossed_dials_leave_one_shared_connection(network: Network, round_: int) -> None:
+    """Both dial at once; whichever node id is smaller, both ends keep the same connection."""
+    with trio.fail_after(DEADLINE):
+        alice, bob = await network.start("alice"), await network.start("bob")
+        results: dict[str, PeerInfo] = {}
+
+        async def dial(source: Peer, target: Peer) -> None:
+            results[source.name] = await source.connect(target)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(dial, alice, bob)
+            nursery.start_soon(dial, bob, alice)
+        assert results["alice"].connected and results["bob"].connected
+
+        def same_connection() -> bool:
+            ours = alice.manager.sessions.get(bob.node_id)
+            theirs = bob.manager.sessions.get(alice.node_id)
+            if ours is None or theirs is None or ours.closed.is_set() or theirs.closed.is_set():
+                return False
+            ours_socket = ours.secure.stream.socket  # type: ignore[attr-defined]
+            theirs_socket = theirs.secure.stream.socket  # type: ignore[attr-defined]
+            return bool(ours_socket.getsockname() == theirs_socket.getpeername())
+
+        await poll_until(same_connection, "one shared connection")
+        ours, theirs = alice.session(bob), bob.session(alice)
+        assert {ours.direction, theirs.direction} == {Direction.INBOUND, Direction.OUTBOUND}
+        smaller = alice if alice.node_id < bob.node_id else bob
+        assert smaller.session(bob if smaller is alice else alice).direction is Direction.OUTBOUND
+        assert await ours.ping() >= 0 and await theirs.ping() >= 0
+        assert alice.session(bob) is ours and bob.session(alice) is theirs
+        assert len(alice.manager.sessions) == len(bob.manager.sessions) == 1
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+async def test_max_peers_refuses_the_extra_peer_and_keeps_the_others(network: Network) -> None:
+    with trio.fail_after(DEADLINE):
+        bob = await network.start("bob", dataclasses.replace(FAST, max_peers=1))
+        alice, carol = await network.start("alice"), await network.start("carol")
+        await alice.connect(bob)
+        with capture() as logs:
+            with pytest.raises(UserError, match="cannot connect"):
+                await carol.connect(bob)
+            await poll_until(lambda: events(logs, "peer_handshake_failed") != [], "bob's log")
+        [refused] = events(logs, "peer_handshake_failed")
+        assert "limit of 1 peers" in refused["reason"]
+        assert list(bob.manager.sessions) == [alice.node_id]
+        assert await alice.session(bob).ping() >= 0
+        assert carol.manager.all_peers() == []
+
+
+async def test_max_pending_handshakes_refuses_the_extra_handshake(network: Network) -> None:
+    with trio.fail_after(DEADLINE):
+        config = dataclasses.replace(FAST, max_pending_handshakes=1, handshake_timeout=8)
+        bob = await network.start("bob", config)
+        alice, carol = await network.start("alice"), await network.start("carol")
+        await alice.connect(bob)
+        with capture() as logs:
+            silent = await trio.open_tcp_stream(HOST, bob.port)  # holds the only handshake slot
+            await poll_until(
+                lambda: bob.manager._handshakes.borrowed_tokens == 1, "the silent handshake"
+            )
+            with pytest.raises(UserError, match="cannot connect"):
+                await carol.connect(bob)
+        [refused] = events(logs, "peer_refused")
+        assert refused["reason"] == "too many handshakes"
+        assert list(bob.manager.sessions) == [alice.node_id]
+        assert await alice.session(bob).ping() >= 0
+
+        await silent.aclose()  # the slot frees up, and carol gets in
+        await poll_until(lambda: bob.manager._handshakes.borrowed_tokens == 0, "the free slot")
+        assert (await carol.connect(bob)).connected
+
+
+async def test_a_silent_connection_is_dropped_after_the_handshake_timeout(
+    network: Network,
+) -> None:
+    with trio.fail_after(DEADLINE):
+        config = dataclasses.replace(FAST, handshake_timeout=0.2)
+        bob = await network.start("bob", config)
+        with capture() as logs:
+            silent = await trio.open_tcp_stream(HOST, bob.port)
+            opened = trio.current_time()
+            assert await silent.receive_some() == b""
+            waited = trio.current_time() - opened
+        assert waited >= config.handshake_timeout * 0.9  # trio's clock, not a wall-clock bound
+        [failed] = events(logs, "peer_handshake_failed")
+        assert failed["reason"] == "handshake timed out"
+        await silent.aclose()
+
+
+# -- logs -------------------------------------------------------------------------------------
+
+CONNECTION_EVENTS = {"peers_listening", "peer_handshake_failed", "peer_refused"}
+"""Lines about a connection whose peer is not known (yet): these carry `remote` instead."""
+
+
+async def test_session_log_lines_name_the_peer_and_never_a_secret(
+    network: Network, notes: None
+) -> None:
+    network.log_messages = True
+    with trio.fail_after(DEADLINE):
+        with capture() as logs:
+            alice, bob = await network.start("alice"), await network.start("bob", QUIET)
+            await alice.connect(bob)
+            await alice.session(bob).send(Note(1))
+            await poll_until(lambda: bob.received != [], "the note")
+            mallory = await RawPeer.connect(bob)
+            await mallory.send_raw(MALFORMED_PING)
+            assert (await mallory.ping(1)).padding == b"\x00"
+            await mallory.send_raw(b"\xc1")  # not msgpack at all
+            await mallory.send_raw(PEER_MESSAGES.encode(Goodbye("bye")))
+            await mallory.wait_closed()
+            stranger = await network.start("stranger", chain_id=ChainId(os.urandom(32)))
+            with pytest.raises(UserError):
+                await stranger.connect(bob)
+            first = alice.session(bob)
+            await bob.crash()
+            await first.closed.wait()
+            await poll_until(lambda: events(logs, "peer_redial_failed") != [], "a redial")
+            await alice.manager.disconnect(bob.node_id)
+
+        hexes = {peer.node_id.hex() for peer in (alice, bob, mallory, stranger)}
+        names = {entry["event"] for entry in logs}
+        assert {"peer_connected", "peer_misbehaved", "peer_session_ended"} <= names
+        assert {"test_message_handled", "peer_redial_failed"} <= names
+        for entry in logs:
+            if entry["event"] not in CONNECTION_EVENTS:
+                assert entry.get("peer") in hexes, entry
+        [handled] = events(logs, "test_message_handled")
+        assert handled["peer"] == alice.node_id.hex()
+        assert {e["peer"] for e in events(logs, "peer_misbehaved")} == {mallory.node_id.hex()}
+        assert {e["peer"] for e in events(logs, "peer_redial_failed")} == {bob.node_id.hex()}
+
+        secrets = []
+        for identity in (alice.identity, bob.identity, mallory.identity, stranger.identity):
+            for secret in (identity.seed(), identity.x25519_private_key()):
+                secrets += [secret.hex(), repr(secret)]
+        rendered = repr(logs)
+        assert not [secret for secret in secrets if secret in rendered]

@@ -1,12 +1,13 @@
 """A channel between us and one partner, as the core sees it: the explicit status table, both
 directions' states, and the balance arithmetic everything else relies on.
 
-Our direction has the state the partner counter-signed (`acked`), at most one update in flight
-(signed and sent, not yet acked), locks of refused updates that stay live until a proof without
-them is counter-signed (`dropped`), and work queued for the next update. Their direction has the
-newest proof we accepted and counter-signed. One update in flight per direction keeps the
-protocol simple and still batches: whatever arrives while an update is in flight goes into the
-next one, sharing its signature and its disk sync.
+Our direction has the state the partner counter-signed (`acked`), a few updates in flight
+(signed and sent, not yet acked, each built on the one before), locks of refused updates that
+stay live until a proof without them is counter-signed (`dropped`), and work queued for the next
+update. Their direction has the newest proof we accepted and counter-signed. Whatever arrives
+while the window of updates in flight is full goes into the next one, sharing its signature and
+its disk sync; a window of more than one lets both ends work at once (an unlock need not wait
+for the previous transfer's ack).
 """
 
 from __future__ import annotations
@@ -62,15 +63,15 @@ class InFlight:
     signed: SignedBalanceProof
     new_locks: tuple[HeldLock, ...] = ()  # LOCKED_TRANSFER
     secrets: tuple[Secret, ...] = ()  # UNLOCK
-    secrethashes: tuple[SecretHash, ...] = ()  # LOCK_EXPIRED, LOCK_REMOVED
-    retry_after_block: int | None = None  # set by a retryable refusal
+    secrethashes: tuple[SecretHash, ...] = ()  # the locks it unlocks or removes
+    retry_after_block: int | None = None  # set by a retryable refusal: resend after this block
 
 
 @dataclass(frozen=True, slots=True)
 class Ours:
     acked: DirectionState = DirectionState()
     acked_proof: SignedBalanceProof | None = None  # counter-signed by the partner
-    in_flight: InFlight | None = None
+    in_flight: tuple[InFlight, ...] = ()  # oldest first, each built on the one before
     signed_nonce: int = 0  # the highest nonce we ever signed: never signed again
     dropped: tuple[
         HeldLock, ...
@@ -84,13 +85,13 @@ class Ours:
     @property
     def latest(self) -> DirectionState:
         """The newest state we signed: what the partner may hold against us."""
-        return self.in_flight.state if self.in_flight is not None else self.acked
+        return self.in_flight[-1].state if self.in_flight else self.acked
 
     def all_locks(self) -> list[HeldLock]:
         """Every lock of ours that may still be claimed: acked, in flight, or dropped-but-live."""
         seen = {held.secrethash: held for held in self.acked.locks}
-        if self.in_flight is not None:
-            for held in self.in_flight.state.locks:
+        for flight in self.in_flight:
+            for held in flight.new_locks:
                 seen.setdefault(held.secrethash, held)
         for held in self.dropped:
             seen.setdefault(held.secrethash, held)
@@ -113,6 +114,9 @@ class Theirs:
     failed_sent: frozenset[SecretHash] = frozenset()  # locks we told them we will not claim
     known_secrets: dict[SecretHash, Secret] = field(default_factory=dict)  # for their locks
     registered: dict[SecretHash, int] = field(default_factory=dict)  # we registered at block
+    # The nonce of the update we last refused, until we accept one again (not persisted): the
+    # partner's later updates in flight were built on it and cannot match our state.
+    refused_nonce: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,7 @@ class ChannelConfig:
     reveal_timeout: int = 10
     max_lock_timeout: int = 100
     max_pending_locks: int = 483
+    max_in_flight: int = 4  # our updates sent and not yet acked, per channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +158,9 @@ class Channel:
     coop_terms: bytes | None = None  # the terms we asked the partner to sign, and our signature
     coop_signature: bytes | None = None
     settled_unlocks: tuple[SettledLocks, ...] = ()  # on-chain unlocks still to submit
+    # Set when a connection to the partner starts, until its channel_sync arrives: no new
+    # update goes out before our in-flight ones are resent in order (not persisted).
+    awaiting_sync: bool = field(default=False, compare=False)
     ours: Ours = Ours()
     theirs: Theirs = Theirs()
 
@@ -206,13 +214,13 @@ class Channel:
         """What we may still lock: our balance minus every lock of ours that may be claimed or is
         queued. Dropped locks count until their removal is acked."""
         ours = self.ours
-        flight = ours.in_flight
-        # The locks an in-flight unlock pays out are in `latest.transferred` already.
-        paid = (
-            ours.acked.secrethashes - flight.state.secrethashes
-            if flight is not None and flight.kind == UpdateKind.UNLOCK
-            else frozenset()
-        )
+        # The locks in-flight unlocks pay out are in `latest.transferred` already.
+        paid = {
+            secrethash
+            for flight in ours.in_flight
+            if flight.kind == UpdateKind.UNLOCK
+            for secrethash in flight.secrethashes
+        }
         committed = sum(
             held.lock.amount for held in ours.all_locks() if held.secrethash not in paid
         )

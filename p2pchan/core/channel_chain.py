@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from p2pchan.core.balance_proof import SignedBalanceProof
 from p2pchan.core.channel import Channel, ChannelStatus, SettledLocks, UpdateKind
-from p2pchan.core.channel_send import queue_removals, queue_unlocks
+from p2pchan.core.channel_send import queue_removals, queue_unlocks, retransmissions
 from p2pchan.core.direction import DirectionState, HeldLock
 from p2pchan.core.locks import encode_locks
 from p2pchan.core.outputs import (
@@ -28,11 +28,11 @@ from p2pchan.core.outputs import (
     Output,
     RegisterSecretOnChain,
     SecretLearned,
+    Send,
     SettleOnChain,
     UnlockOnChain,
     UpdateOnChain,
 )
-from p2pchan.crypto.hashing import sha256
 from p2pchan.types import Address, Secret, SecretHash
 
 EXPIRED_AFTER = 2  # lock_expired is sent once height >= E + 2
@@ -54,6 +54,8 @@ def on_block(
     closed = channel.status == ChannelStatus.CLOSED and channel.close_block is not None
     if closed and height > (channel.close_block or 0) + channel.settle_timeout:
         outputs.append(SettleOnChain(channel.channel_id))
+    channel, resent = retransmissions(channel, height)
+    outputs += [Send(message) for message in resent]
     for settled in channel.settled_unlocks:
         if height > settled.unlockable_after:
             blob = encode_locks(held.lock for held in settled.locks)
@@ -203,7 +205,7 @@ def on_settled(
     of ours in no winning state can no longer be claimed."""
     channel = channel.moved_to(ChannelStatus.SETTLED)
     ours = channel.ours
-    candidates = [ours.acked] + ([ours.in_flight.state] if ours.in_flight else [])
+    candidates = [ours.acked] + [flight.state for flight in ours.in_flight]
     ours_state = next((s for s in candidates if s.nonce == chain_nonce_ours), DirectionState())
     theirs_state = (
         channel.theirs.accepted
@@ -216,15 +218,14 @@ def on_settled(
         if state.locks
     )
     alive = ours_state.secrethashes
-    # An in-flight unlock that won paid its locks out (they are in its transferred amount).
-    flight = ours.in_flight
-    paid: tuple[SecretHash, ...] = ()
-    if (
-        flight is not None
-        and flight.kind == UpdateKind.UNLOCK
-        and flight.state.nonce == chain_nonce_ours
-    ):
-        paid = tuple(SecretHash(sha256(secret)) for secret in flight.secrets)
+    # In-flight unlocks up to the winning state paid their locks out (the winning transferred
+    # amount includes them).
+    paid = tuple(
+        secrethash
+        for flight in ours.in_flight
+        if flight.kind == UpdateKind.UNLOCK and flight.state.nonce <= chain_nonce_ours
+        for secrethash in flight.secrethashes
+    )
     dead = tuple(
         h.secrethash
         for h in ours.all_locks()

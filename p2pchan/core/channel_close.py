@@ -30,7 +30,7 @@ def _settled_view_problem(channel: Channel) -> str | None:
     if channel.status not in (ChannelStatus.OPEN, ChannelStatus.CLOSING):
         return f"the channel is {channel.status}"
     ours, theirs = channel.ours, channel.theirs
-    if ours.in_flight is not None or ours.has_work():
+    if ours.in_flight or ours.has_work():
         return "an update of ours is still in flight"
     if ours.acked.locks or theirs.accepted.locks:
         return "locks are pending"

@@ -49,11 +49,15 @@ MALFORMED_POINTS = 20
 class Refusal(Exception):
     """Why an update is not accepted; `retryable` means "not yet in my view"."""
 
-    def __init__(self, code: str, reason: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self, code: str, reason: str, *, retryable: bool = False, matters_after: bool = True
+    ) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
         self.retryable = retryable
+        # False for faults no pipelining explains (a bad signature, another chain).
+        self.matters_after = matters_after
 
 
 def on_update(
@@ -84,7 +88,15 @@ def on_update(
         state, effect = _recompute(channel, message, proof.nonce, height, registered)
         _check_proof_matches(channel, proof, state)
     except Refusal as refusal:
-        return _refused(channel, proof.nonce, refusal)
+        refused_before = channel.theirs.refused_nonce
+        if refused_before is not None and proof.nonce > refused_before and refusal.matters_after:
+            # Built on the update we just refused (the partner pipelines): not a fault; it
+            # will drop or resend it as that refusal says.
+            refusal = Refusal(
+                "stale_base", f"follows refused update {refused_before}", retryable=True
+            )
+        theirs = replace(channel.theirs, refused_nonce=proof.nonce)
+        return _refused(replace(channel, theirs=theirs), proof.nonce, refusal)
     signed = counter_sign(identity, message.proof)
     assert signed.counter_signature is not None
     removed = theirs.accepted.secrethashes - state.secrethashes
@@ -92,6 +104,7 @@ def on_update(
         theirs,
         accepted=state,
         accepted_proof=signed,
+        refused_nonce=None,
         failed_sent=theirs.failed_sent - removed,
         known_secrets={h: s for h, s in theirs.known_secrets.items() if h not in removed},
         registered={h: b for h, b in theirs.registered.items() if h not in removed},
@@ -120,13 +133,17 @@ def _check_proof_envelope(
     channel: Channel, signed: SignedBalanceProof, proof: BalanceProof
 ) -> None:
     if proof.chain_id != channel.chain_id:
-        raise Refusal("wrong_chain", "balance proof is for another chain")
+        raise Refusal("wrong_chain", "balance proof is for another chain", matters_after=False)
     if proof.channel_id != channel.channel_id:
-        raise Refusal("wrong_channel", "balance proof is for another channel")
+        raise Refusal("wrong_channel", "balance proof is for another channel", matters_after=False)
     if proof.sender != channel.partner:
-        raise Refusal("wrong_sender", "balance proof is not of the partner's direction")
+        raise Refusal(
+            "wrong_sender", "balance proof is not of the partner's direction", matters_after=False
+        )
     if not signed.sender_signature_valid(proof):
-        raise Refusal("bad_signature", "balance proof is not signed by the partner")
+        raise Refusal(
+            "bad_signature", "balance proof is not signed by the partner", matters_after=False
+        )
     if proof.nonce <= channel.theirs.accepted.nonce:
         raise Refusal(
             "stale_nonce",

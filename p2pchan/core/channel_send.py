@@ -123,22 +123,36 @@ def queue_removals(
 
 
 def next_update(channel: Channel, identity: Identity) -> tuple[Channel, BalanceUpdate | None]:
-    """Sign the next update from queued work, if none is in flight: unlocks first (they pay
-    the partner), then removals, then new locks."""
+    """Sign the next update from queued work, on top of our newest signed state, if the window
+    of updates in flight has room: unlocks first (they pay the partner), then removals, then
+    new locks."""
     ours = channel.ours
-    if ours.in_flight is not None or not ours.has_work():
+    if len(ours.in_flight) >= channel.config.max_in_flight or not ours.has_work():
         return channel, None
+    if channel.awaiting_sync:
+        return channel, None  # first the partner's channel_sync, then our resent updates
     if channel.status == ChannelStatus.SETTLED:
         return channel, None  # nothing off-chain counts any more
     # Closed on chain: only unlocks still matter (the partner puts them on chain); expired and
     # failed locks go back to us through the on-chain unlock anyway.
     closed = channel.status == ChannelStatus.CLOSED
     nonce = ours.signed_nonce + 1
-    base = ours.acked
-    unlocks = {h: s for h, s in ours.queued_unlocks.items() if base.has_lock(h)}
+    base = ours.latest
+    being_removed = {
+        h
+        for flight in ours.in_flight
+        if flight.kind == UpdateKind.LOCK_REMOVED
+        for h in flight.secrethashes
+    }
+    # Unlock only locks the partner has acknowledged holding: an unlock built on an unacked
+    # transfer would fall with it if it were refused, and the next proof would pay less than one
+    # we already signed (transferred amounts never fall).
+    unlocks = {
+        h: s for h, s in ours.queued_unlocks.items() if base.has_lock(h) and ours.acked.has_lock(h)
+    }
     expired = sorted(h for h in ours.queued_expired if base.has_lock(h) and h not in unlocks)
     failed = {h for h in ours.queued_failed if base.has_lock(h)}
-    removed = sorted(failed | {held.secrethash for held in ours.dropped})
+    removed = sorted((failed | {held.secrethash for held in ours.dropped}) - being_removed)
     if unlocks:
         state = base.unlocking(nonce, unlocks)
         flight = InFlight(
@@ -146,6 +160,7 @@ def next_update(channel: Channel, identity: Identity) -> tuple[Channel, BalanceU
             state,
             _sign(channel, identity, state),
             secrets=tuple(unlocks.values()),
+            secrethashes=tuple(unlocks),
         )
         rest = {h: s for h, s in ours.queued_unlocks.items() if h not in unlocks}
         ours = replace(ours, queued_unlocks=rest)
@@ -176,12 +191,13 @@ def next_update(channel: Channel, identity: Identity) -> tuple[Channel, BalanceU
         ours = replace(ours, queued_locks=rest_locks)
     else:
         return channel, None
-    ours = replace(ours, in_flight=flight, signed_nonce=nonce)
+    ours = replace(ours, in_flight=(*ours.in_flight, flight), signed_nonce=nonce)
     channel = replace(channel, ours=ours)
     return channel, update_message(channel, flight)
 
 
 def _fitting(queued: tuple[HeldLock, ...]) -> tuple[tuple[HeldLock, ...], tuple[HeldLock, ...]]:
+    """The first locks of the queue that fit one frame, and the rest."""
     size = 0
     for count, held in enumerate(queued):
         size += len(held.payload) + LOCK_OVERHEAD
@@ -209,13 +225,19 @@ def update_message(channel: Channel, flight: InFlight) -> BalanceUpdate:
 
 
 def on_processed(channel: Channel, message: Processed) -> tuple[Channel, list[Output]]:
-    """The partner counter-signed an update of ours."""
+    """The partner counter-signed our update of this nonce, which acks every earlier one too."""
+    if channel.status == ChannelStatus.SETTLED:
+        return channel, []  # the chain decided; `on_settled` reported every lock of ours
     ours = channel.ours
-    flight = ours.in_flight
-    if flight is None or message.nonce != flight.state.nonce:
+    index = next(
+        (i for i, flight in enumerate(ours.in_flight) if flight.state.nonce == message.nonce),
+        None,
+    )
+    if index is None:
         if message.nonce <= ours.acked.nonce:
             return channel, []  # a duplicate ack of something already acked
         raise RemoteProtocolError(f"processed for nonce {message.nonce}, which is not in flight")
+    flight = ours.in_flight[index]
     signed = SignedBalanceProof(
         flight.signed.data, flight.signed.signature, message.counter_signature
     )
@@ -223,65 +245,101 @@ def on_processed(channel: Channel, message: Processed) -> tuple[Channel, list[Ou
         raise RemoteProtocolError("processed carries an invalid counter-signature")
     outputs: list[Output] = []
     dropped = ours.dropped
-    if flight.kind == UpdateKind.UNLOCK:
-        outputs.append(OutgoingSettled(channel.channel_id, _hashes_of(flight.secrets)))
-    elif flight.kind == UpdateKind.LOCK_EXPIRED:
-        outputs.append(OutgoingRemoved(channel.channel_id, flight.secrethashes, "expired"))
-    elif flight.kind == UpdateKind.LOCK_REMOVED:
-        gone = set(flight.secrethashes)
-        dropped = tuple(held for held in dropped if held.secrethash not in gone)
-        outputs.append(OutgoingRemoved(channel.channel_id, flight.secrethashes, "failed"))
+    acked_flights = ours.in_flight[: index + 1]
+    for done in acked_flights:
+        if done.kind == UpdateKind.UNLOCK:
+            outputs.append(OutgoingSettled(channel.channel_id, done.secrethashes))
+        elif done.kind == UpdateKind.LOCK_EXPIRED:
+            outputs.append(OutgoingRemoved(channel.channel_id, done.secrethashes, "expired"))
+        elif done.kind == UpdateKind.LOCK_REMOVED:
+            gone = set(done.secrethashes)
+            dropped = tuple(held for held in dropped if held.secrethash not in gone)
+            outputs.append(OutgoingRemoved(channel.channel_id, done.secrethashes, "failed"))
     # The ack of a lock_removed (mostly the clean-up after a refusal) does not break a row of
     # final refusals: else a partner refusing every transfer would never stop new payments.
-    refusals = ours.final_refusals if flight.kind == UpdateKind.LOCK_REMOVED else 0
-    # Work queued again while this update was in flight (a reveal or lock_failed reminder, an
-    # expiry seen on the next block) is done once no lock of the acked state is left for it.
-    acked = flight.state
+    only_removals = all(done.kind == UpdateKind.LOCK_REMOVED for done in acked_flights)
     ours = replace(
         ours,
-        acked=acked,
+        acked=flight.state,
         acked_proof=signed,
-        in_flight=None,
+        in_flight=ours.in_flight[index + 1 :],
         dropped=dropped,
-        final_refusals=refusals,
-        queued_unlocks={h: s for h, s in ours.queued_unlocks.items() if acked.has_lock(h)},
-        queued_expired=frozenset(h for h in ours.queued_expired if acked.has_lock(h)),
-        queued_failed=frozenset(h for h in ours.queued_failed if acked.has_lock(h)),
+        final_refusals=ours.final_refusals if only_removals else 0,
+    )
+    # Work queued again while it was in flight (a reveal or lock_failed reminder, an expiry
+    # seen on the next block) is done once no lock of our newest state is left for it.
+    latest = ours.latest
+    ours = replace(
+        ours,
+        queued_unlocks={h: s for h, s in ours.queued_unlocks.items() if latest.has_lock(h)},
+        queued_expired=frozenset(h for h in ours.queued_expired if latest.has_lock(h)),
+        queued_failed=frozenset(h for h in ours.queued_failed if latest.has_lock(h)),
     )
     return replace(channel, ours=ours), outputs
 
 
 def on_refused(channel: Channel, message: Refused, height: int) -> tuple[Channel, list[Output]]:
+    """A refusal of one of our in-flight updates. Everything after it was built on it, so it
+    shares its fate: retryable, all are sent again after the next block; final, all are
+    dropped, their new locks staying live until a proof without them is acked. Work of the
+    later ones that was not refused for itself (unlocks, removals) is queued again."""
     ours = channel.ours
-    flight = ours.in_flight
-    if flight is None or message.nonce != flight.state.nonce:
+    index = next(
+        (i for i, flight in enumerate(ours.in_flight) if flight.state.nonce == message.nonce),
+        None,
+    )
+    if index is None:
         return channel, []  # about an update already resolved
+    kept, affected = ours.in_flight[:index], ours.in_flight[index:]
     if message.retryable:
-        flight = replace(flight, retry_after_block=height)
-        return replace(channel, ours=replace(ours, in_flight=flight)), []
-    # Final: drop the update. Its new locks stay live until a proof without them is acked.
+        retried = tuple(replace(flight, retry_after_block=height) for flight in affected)
+        return replace(channel, ours=replace(ours, in_flight=kept + retried)), []
+    dropped_locks = tuple(held for flight in affected for held in flight.new_locks)
+    unlocks = dict(ours.queued_unlocks)
+    expired, failed = set(ours.queued_expired), set(ours.queued_failed)
+    for later in affected[1:]:
+        if later.kind == UpdateKind.UNLOCK:
+            unlocks.update(zip(later.secrethashes, later.secrets, strict=True))
+        elif later.kind == UpdateKind.LOCK_EXPIRED:
+            expired.update(later.secrethashes)
+        elif later.kind == UpdateKind.LOCK_REMOVED:
+            failed.update(later.secrethashes)
     ours = replace(
         ours,
-        in_flight=None,
-        dropped=ours.dropped + flight.new_locks,
+        in_flight=kept,
+        dropped=ours.dropped + dropped_locks,
+        queued_unlocks=unlocks,
+        queued_expired=frozenset(expired),
+        queued_failed=frozenset(failed),
         final_refusals=ours.final_refusals + 1,
     )
     return replace(channel, ours=ours), []
 
 
-def retransmission(channel: Channel, height: int) -> BalanceUpdate | None:
-    """The in-flight update to send again: always on reconnect; after a retryable refusal, once
-    a new block has come."""
-    flight = channel.ours.in_flight
-    if flight is None:
-        return None
-    if flight.retry_after_block is not None and height <= flight.retry_after_block:
-        return None
-    return update_message(channel, flight)
+def retransmissions(channel: Channel, height: int) -> tuple[Channel, list[BalanceUpdate]]:
+    """In-flight updates a retryable refusal holds back, once a new block has come: they are
+    sent again (in order) and wait for an answer."""
+    ours = channel.ours
+    due = [
+        flight.retry_after_block is not None and height > flight.retry_after_block
+        for flight in ours.in_flight
+    ]
+    if not any(due):
+        return channel, []
+    resent = tuple(replace(flight, retry_after_block=None) for flight in ours.in_flight)
+    channel = replace(channel, ours=replace(ours, in_flight=resent))
+    return channel, [update_message(channel, flight) for flight in resent]
 
 
-def _hashes_of(secrets: tuple[Secret, ...]) -> tuple[SecretHash, ...]:
-    return tuple(SecretHash(sha256(secret)) for secret in secrets)
+def resend_in_flight(channel: Channel, height: int) -> list[BalanceUpdate]:
+    """Every in-flight update not held back by a retryable refusal, in order: sent again until
+    acked (the receiver acks an exact retransmission again and changes nothing)."""
+    messages = []
+    for flight in channel.ours.in_flight:
+        if flight.retry_after_block is not None and height <= flight.retry_after_block:
+            break  # held back, and everything after it is built on it
+        messages.append(update_message(channel, flight))
+    return messages
 
 
 def on_lock_failed(channel: Channel, message: LockFailed) -> Channel:
@@ -293,11 +351,10 @@ def on_reveal_secret(channel: Channel, message: RevealSecret) -> tuple[Channel, 
     """The partner revealed secrets of our locks: it took those payments; unlock them."""
     ours = channel.ours
     learned: dict[SecretHash, Secret] = {}
+    ours_locks = {held.secrethash for held in ours.all_locks()}
     for secret in message.secrets:
         secrethash = SecretHash(sha256(secret))
-        if ours.acked.has_lock(secrethash) or (
-            ours.in_flight is not None and ours.in_flight.state.has_lock(secrethash)
-        ):
+        if secrethash in ours_locks:
             learned[secrethash] = secret
     if not learned:
         return channel, []

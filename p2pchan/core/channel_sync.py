@@ -4,7 +4,9 @@ Each side sends the newest proof of the other's that it holds (with its counter-
 the nonce of the newest proof it signed itself. From the partner's copy of our proof we learn
 whether our in-flight update arrived (then the copy is its ack), and if the partner holds a newer
 proof of our own signature than we do (we lost state), we adopt it and sign only above it: a
-node never signs a nonce twice. Then whatever is still in flight is sent again.
+node never signs a nonce twice. Then whatever is still in flight is sent again, in order; no
+new update goes out before that (else the partner would see a later nonce before the resent
+earlier one it was built on).
 """
 
 from __future__ import annotations
@@ -36,13 +38,18 @@ def sync_message(channel: Channel) -> ChannelSync:
     )
 
 
+def session_started(channel: Channel) -> tuple[Channel, list[Output]]:
+    """A connection to the partner started: tell it what we hold, and send nothing new until
+    its channel_sync arrives."""
+    return replace(channel, awaiting_sync=True), [Send(sync_message(channel))]
+
+
 def on_sync(channel: Channel, message: ChannelSync) -> tuple[Channel, list[Output]]:
     outputs: list[Output] = []
+    channel = replace(channel, awaiting_sync=False)
     if message.yours is not None:
         channel, outputs = _reconcile_ours(channel, message.yours, message.yours_locks)
-    flight = channel.ours.in_flight
-    if flight is not None:
-        outputs.append(Send(update_message(channel, flight)))
+    outputs += [Send(update_message(channel, flight)) for flight in channel.ours.in_flight]
     return channel, outputs + reminders(channel)
 
 
@@ -57,8 +64,8 @@ def _reconcile_ours(
     if not held.counter_signature_valid(channel.partner):
         raise RemoteProtocolError("channel_sync carries a proof without a valid counter-signature")
     ours = channel.ours
-    flight = ours.in_flight
-    if flight is not None and proof.nonce == flight.state.nonce:
+    flight = next((f for f in ours.in_flight if f.state.nonce == proof.nonce), None)
+    if flight is not None:
         if held.data != flight.signed.data:
             raise RemoteProtocolError("channel_sync: a different proof under our in-flight nonce")
         assert held.counter_signature is not None
@@ -90,7 +97,7 @@ def _reconcile_ours(
         ours,
         acked=adopted,
         acked_proof=held,
-        in_flight=None,
+        in_flight=(),
         signed_nonce=proof.nonce,
         queued_locks=(),
     )

@@ -242,11 +242,13 @@ class ChannelManager:
             for held in queued:
                 self.book.fail_unsigned(held.secrethash, f"channel is {channel.status}")
             channel = replace(channel, ours=replace(channel.ours, queued_locks=()))
-        channel, update = channel_send.next_update(channel, self.identity)
-        if update is not None:
+        while True:  # fill the window of updates in flight: one disk sync for all of them
+            channel, update = channel_send.next_update(channel, self.identity)
+            if update is None:
+                break
             extra.append(Send(update))
-            if isinstance(update, LockedTransfer) and channel.ours.in_flight is not None:
-                self.book.records_for_signed(channel.ours.in_flight.new_locks, batch)
+            if isinstance(update, LockedTransfer):
+                self.book.records_for_signed(channel.ours.in_flight[-1].new_locks, batch)
         return channel, outputs + extra
 
     async def _carry_out(self, channel: Channel, outputs: list[Output]) -> None:
@@ -276,7 +278,7 @@ class ChannelManager:
         """Re-sync every channel with this peer: each side learns what the other lacks."""
         for channel in list(self.channels.values()):
             if channel.partner == session.node_id and channel.status != ChannelStatus.SETTLED:
-                await session.send(channel_sync.sync_message(channel))
+                await self.step(channel.channel_id, channel_sync.session_started)
 
     async def on_messages(self, session: PeerSession, messages: list[ChannelMessage]) -> None:
         """Messages of one channel that arrived together: one step, one disk sync. A message

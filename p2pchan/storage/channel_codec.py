@@ -65,7 +65,6 @@ def encode_channel(channel: Channel) -> bytes:
         side = OURS if settled.sender == channel.us else THEIRS
         for held in settled.locks:
             rows[(side, held.secrethash)] = held
-    flight = ours.in_flight
     return pack(
         [
             FORMAT_VERSION,
@@ -79,6 +78,7 @@ def encode_channel(channel: Channel) -> bytes:
                 channel.config.reveal_timeout,
                 channel.config.max_lock_timeout,
                 channel.config.max_pending_locks,
+                channel.config.max_in_flight,
             ],
             str(channel.status),
             channel.our_deposit,
@@ -93,16 +93,17 @@ def encode_channel(channel: Channel) -> bytes:
             [
                 _state(ours.acked),
                 _proof(ours.acked_proof),
-                None
-                if flight is None
-                else [
-                    str(flight.kind),
-                    _state(flight.state),
-                    _proof(flight.signed),
-                    [h.secrethash for h in flight.new_locks],
-                    list(flight.secrets),
-                    list(flight.secrethashes),
-                    flight.retry_after_block,
+                [
+                    [
+                        str(flight.kind),
+                        _state(flight.state),
+                        _proof(flight.signed),
+                        [h.secrethash for h in flight.new_locks],
+                        list(flight.secrets),
+                        list(flight.secrethashes),
+                        flight.retry_after_block,
+                    ]
+                    for flight in ours.in_flight
                 ],
                 ours.signed_nonce,
                 [h.secrethash for h in ours.dropped],
@@ -166,28 +167,29 @@ def _decode(blob: bytes) -> Channel:
     ) = value
     if version != FORMAT_VERSION:
         raise ValueError(f"unknown channel format {version}")
-    (acked, acked_proof, flight, signed_nonce, dropped, unlocks, expired, failed, refusals) = (
+    (acked, acked_proof, flights, signed_nonce, dropped, unlocks, expired, failed, refusals) = (
         ours_value
     )
-    in_flight = None
-    if flight is not None:
-        kind, state, signed, new_hashes, secrets, secrethashes, retry = flight
+    in_flight = []
+    for kind, state, signed, new_hashes, secrets, secrethashes, retry in flights:
         signed_proof = _unproof(signed)
         if signed_proof is None:
             raise ValueError("an in-flight update without its proof")
-        in_flight = InFlight(
-            UpdateKind(kind),
-            _unstate(state, OURS, locks),
-            signed_proof,
-            tuple(locks[(OURS, h)] for h in new_hashes),
-            tuple(Secret(s) for s in secrets),
-            tuple(SecretHash(h) for h in secrethashes),
-            retry,
+        in_flight.append(
+            InFlight(
+                UpdateKind(kind),
+                _unstate(state, OURS, locks),
+                signed_proof,
+                tuple(locks[(OURS, h)] for h in new_hashes),
+                tuple(Secret(s) for s in secrets),
+                tuple(SecretHash(h) for h in secrethashes),
+                retry,
+            )
         )
     ours = Ours(
         acked=_unstate(acked, OURS, locks),
         acked_proof=_unproof(acked_proof),
-        in_flight=in_flight,
+        in_flight=tuple(in_flight),
         signed_nonce=signed_nonce,
         dropped=tuple(locks[(OURS, h)] for h in dropped),
         queued_unlocks={SecretHash(h): Secret(s) for h, s in unlocks},

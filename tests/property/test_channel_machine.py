@@ -20,10 +20,12 @@ to the modelled payment layer.
   each end sees blocks on its own, at most `MAX_LAG` blocks behind the tip, feeding the block's
   contract events and then `on_block` to its core (secrets registered, closes, settles, unlocks).
   Closes come from the core's own duties and, now and then, from a user's `close --force`.
+- Network: messages to an end arrive in order (TCP); a drop breaks the connection (everything on
+  its way is lost) and both ends start a new session (`session_started`: a `channel_sync` each,
+  no new update until the other's arrives); a duplicate is a retransmission arriving again later.
 - Crash: an end loses what was only in memory — its queued, not yet signed locks — and the
-  connection drops (the network is emptied); then both ends send `sync_message` and handle the
-  other's with `on_sync`.
-- Reminders: `reminders()` and `retransmission()` are sent again on demand.
+  connection breaks as above.
+- Reminders: `reminders()` and `resend_in_flight()` are sent again on demand.
 
 Both ends are honest and never down for long (MAX_LAG < reveal_timeout), DESIGN's premises for
 "no honest node loses funds".
@@ -184,8 +186,9 @@ class ChannelMachine(RuleBasedStateMachine):
 
     # -- set-up ----------------------------------------------------------------------------
 
-    @initialize()
-    def open_channel(self) -> None:
+    @initialize(window=st.sampled_from([1, 3]))
+    def open_channel(self, window: int) -> None:
+        """Both ends with the same window of updates in flight: 1, or 3 (pipelining)."""
         identities = {A: Identity(bytes([0xA1]) * 32), B: Identity(bytes([0xB2]) * 32)}
         allocations = tuple(Allocation(who.node_id, L1_FUNDS) for who in identities.values())
         genesis = GenesisSpec(allocations, min_fee=0).create(
@@ -206,6 +209,7 @@ class ChannelMachine(RuleBasedStateMachine):
             reveal_timeout=REVEAL_TIMEOUT,
             max_lock_timeout=SETTLE_TIMEOUT,
             max_pending_locks=MAX_PENDING_LOCKS,
+            max_in_flight=window,
         )
         for name in (A, B):
             channel = Channel(
@@ -228,8 +232,7 @@ class ChannelMachine(RuleBasedStateMachine):
     def _commit(self, end: End, channel: Channel) -> None:
         """Persist a transition's new state (the end's state is replaced before outputs)."""
         self.transitions.append((end.name, end.channel, channel))
-        flight = channel.ours.in_flight
-        if flight is not None:
+        for flight in channel.ours.in_flight:
             self.signed_now.append(
                 (end.name, flight.state.nonce, flight.signed.data, flight.state.transferred)
             )
@@ -342,9 +345,7 @@ class ChannelMachine(RuleBasedStateMachine):
 
     def _remind(self, end: End) -> None:
         outputs = channel_receive.reminders(end.channel)
-        retransmission = channel_send.retransmission(end.channel, end.height)
-        if retransmission is not None:
-            outputs.append(Send(retransmission))
+        outputs += [Send(m) for m in channel_send.resend_in_flight(end.channel, end.height)]
         self._carry_out(end, outputs)
 
     # -- layer 1 ---------------------------------------------------------------------------
@@ -443,12 +444,13 @@ class ChannelMachine(RuleBasedStateMachine):
         self._flush(self.ends[name])
 
     @precondition(lambda self: self.wire[A] or self.wire[B])
-    @rule(receiver=ends, pick=picks, in_order=st.booleans())
-    def deliver(self, receiver: str, pick: int, in_order: bool) -> None:
+    @rule(receiver=ends)
+    def deliver(self, receiver: str) -> None:
+        """The next message to one end, in order (TCP neither reorders nor drops within a
+        connection)."""
         queue = self.wire[receiver] or self.wire[other(receiver)]
         receiver = receiver if self.wire[receiver] else other(receiver)
-        message = queue.pop(0 if in_order else pick % len(queue))
-        self._deliver(receiver, message)
+        self._deliver(receiver, queue.pop(0))
 
     @rule()
     def converse(self) -> None:
@@ -456,18 +458,20 @@ class ChannelMachine(RuleBasedStateMachine):
         self._deliver_everything()
 
     @precondition(lambda self: self.wire[A] or self.wire[B])
-    @rule(receiver=ends, pick=picks)
-    def drop(self, receiver: str, pick: int) -> None:
-        queue = self.wire[receiver] or self.wire[other(receiver)]
-        queue.pop(pick % len(queue))
+    @rule()
+    def drop(self) -> None:
+        """The connection breaks: what was on its way is lost, and both ends re-sync."""
+        self._reconnect()
 
     @precondition(lambda self: self.wire[A] or self.wire[B])
-    @rule(receiver=ends, pick=picks)
-    def duplicate(self, receiver: str, pick: int) -> None:
-        """Deliver a message now and leave a copy on the network for later."""
+    @rule(receiver=ends)
+    def duplicate(self, receiver: str) -> None:
+        """Deliver the next message and send it again later (a retransmission)."""
         queue = self.wire[receiver] or self.wire[other(receiver)]
         receiver = receiver if self.wire[receiver] else other(receiver)
-        self._deliver(receiver, queue[pick % len(queue)])
+        message = queue.pop(0)
+        self._deliver(receiver, message)
+        self.wire[receiver].append(message)
 
     @precondition(lambda self: any(self._undecided(end) for end in self.ends.values()))
     @rule(name=ends, pick=picks, claim=st.booleans())
@@ -513,9 +517,15 @@ class ChannelMachine(RuleBasedStateMachine):
         for held in end.channel.ours.queued_locks:
             self.payments[held.secrethash].lost = True
         self._commit(end, replace(end.channel, ours=replace(end.channel.ours, queued_locks=())))
+        self._reconnect()
+
+    def _reconnect(self) -> None:
+        """A new connection: nothing of the old one arrives; each end starts a session."""
         self.wire = {A: [], B: []}
         for each in self.ends.values():
-            self._send(each, channel_sync.sync_message(each.channel))
+            channel, outputs = channel_sync.session_started(each.channel)
+            self._commit(each, channel)
+            self._carry_out(each, outputs)
 
     @rule(name=ends, dice=st.integers(min_value=0, max_value=19))
     def force_close(self, name: str, dice: int) -> None:
@@ -564,8 +574,7 @@ class ChannelMachine(RuleBasedStateMachine):
             ours = self.ends[sender].channel.ours
             theirs = self.ends[other(sender)].channel.theirs
             candidates = [(ours.acked, ours.acked_proof)]
-            if ours.in_flight is not None:
-                candidates.append((ours.in_flight.state, ours.in_flight.signed))
+            candidates += [(flight.state, flight.signed) for flight in ours.in_flight]
             match = [
                 (state, signed)
                 for state, signed in candidates
@@ -574,7 +583,7 @@ class ChannelMachine(RuleBasedStateMachine):
             assert match, (
                 f"{other(sender)} accepted nonce {theirs.accepted.nonce} of {sender}, who has "
                 f"acked {ours.acked.nonce} and in flight "
-                f"{ours.in_flight.state.nonce if ours.in_flight else None}"
+                f"{[flight.state.nonce for flight in ours.in_flight]}"
             )
             state, signed = match[0]
             assert state == theirs.accepted, (sender, "the two ends disagree on", state.nonce)
@@ -674,8 +683,7 @@ class ChannelMachine(RuleBasedStateMachine):
             return
         ours = self.ends[sender].channel.ours
         candidates = [ours.acked, self.ends[other(sender)].channel.theirs.accepted]
-        if ours.in_flight is not None:
-            candidates.append(ours.in_flight.state)
+        candidates += [flight.state for flight in ours.in_flight]
         known = [s for s in candidates if s.nonce == stored.nonce]
         assert known, f"nobody knows the locks of {sender}'s settled proof {stored.nonce}"
         locks = encode_locks(held.lock for held in known[0].locks)
@@ -701,7 +709,7 @@ class ChannelMachine(RuleBasedStateMachine):
             if channel.status == ChannelStatus.SETTLED:
                 assert not channel.settled_unlocks, (name, "locks never unlocked on chain")
                 continue
-            assert channel.ours.in_flight is None, (name, "an update still in flight")
+            assert not channel.ours.in_flight, (name, "an update still in flight")
             assert not channel.ours.all_locks(), (name, "own locks still pending")
             assert not channel.theirs.accepted.locks, (name, "partner's locks still pending")
         for secrethash, payment in self.payments.items():

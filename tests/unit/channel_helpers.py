@@ -46,7 +46,9 @@ CHAIN_ID = ChainId(sha256(b"p2pchan test chain"))
 CHANNEL_ID = ChannelId(sha256(b"p2pchan test channel"))
 START_HEIGHT = 10
 LOCK_TIMEOUT = 50  # the payer's default lock timeout
-DEFAULT_CONFIG = ChannelConfig()
+# One update in flight per direction: the tests below pin down the order of messages exactly;
+# windows of several updates (pipelining) have tests of their own.
+DEFAULT_CONFIG = ChannelConfig(max_in_flight=1)
 
 
 def secret(index: int) -> Secret:

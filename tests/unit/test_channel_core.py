@@ -660,7 +660,7 @@ def test_processed_with_a_bad_counter_signature_raises_and_changes_nothing() -> 
         assert bad is not None
         with pytest.raises(RemoteProtocolError):
             send.on_processed(pair.a, replace(ack, counter_signature=bad))
-        assert pair.a == before and pair.a.ours.in_flight is not None
+        assert pair.a == before and pair.a.ours.in_flight
     assert pair.deliver("a", ack) == []
     assert pair.a.ours.acked.nonce == 1
 
@@ -684,15 +684,16 @@ def test_a_retryable_refusal_keeps_the_update_and_resends_it_after_the_next_bloc
     update, received, _ = pair.round_trip("a")
     refusal = sent(received)[0]
     assert isinstance(refusal, Refused) and refusal.retryable
-    assert pair.a.ours.in_flight is not None and not pair.a.ours.dropped
+    assert pair.a.ours.in_flight and not pair.a.ours.dropped
     assert pair.a.ours.final_refusals == 0
-    assert send.retransmission(pair.a, height) is None
+    assert send.retransmissions(pair.a, height) == (pair.a, [])
     assert pair.next_update("a") is None  # still in flight: nothing new is signed
-    again = send.retransmission(pair.a, height + 1)
-    assert again == update  # the very same signed proof
+    pair.a, again = send.retransmissions(pair.a, height + 1)
+    assert again == [update]  # the very same signed proof
+    assert send.retransmissions(pair.a, height + 2)[1] == []  # sent: now awaiting an answer
     pair.height = height + 1
-    pair.exchange("a", again)
-    assert pair.a.ours.acked.nonce == 1 and pair.a.ours.in_flight is None
+    pair.exchange("a", again[0])
+    assert pair.a.ours.acked.nonce == 1 and not pair.a.ours.in_flight
 
 
 def test_a_refusal_of_an_update_no_longer_in_flight_is_ignored() -> None:
@@ -708,7 +709,7 @@ def test_a_final_refusal_drops_the_update_and_its_locks_stay_live_until_removal_
     _, received, _ = pair.round_trip("a")
     assert isinstance(sent(received)[0], Refused) and faults(received)
     ours = pair.a.ours
-    assert ours.in_flight is None and ours.acked.nonce == 0 and ours.signed_nonce == 1
+    assert not ours.in_flight and ours.acked.nonce == 0 and ours.signed_nonce == 1
     assert [held.secrethash for held in ours.all_locks()] == [secrethash(1)]
     assert ours.final_refusals == 1 and pair.a.available_to_send() == 400
     removal = pair.next_update("a")
@@ -768,8 +769,7 @@ def test_a_node_never_signs_a_nonce_twice() -> None:
     pair.queue("a", pair.lock(10, 3, expiration=pair.height + 150))
     step()  # the removal of lock 2: nonce 3
     step()  # lock 3, refused retryably
-    retried = send.retransmission(pair.a, pair.height + 1)
-    assert retried is not None
+    pair.a, [retried] = send.retransmissions(pair.a, pair.height + 1)
     signed.append(retried)
     pair.height += 60  # lock 3 is inside B's window now
     pair.queue("a", pair.lock(10, 4))
@@ -1282,7 +1282,7 @@ def test_a_sync_carrying_the_ack_of_our_in_flight_update_acks_it() -> None:
     pair.deliver("b", unlock)  # its `processed` is lost with the connection
     outputs = pair.deliver("a", sync.sync_message(pair.b))
     assert outputs == [OutgoingSettled(CHANNEL_ID, (secrethash(1),))]  # nothing to resend
-    assert pair.a.ours.in_flight is None and pair.a.ours.acked.nonce == 2
+    assert not pair.a.ours.in_flight and pair.a.ours.acked.nonce == 2
     assert pair.a.ours.acked_proof == pair.b.theirs.accepted_proof
     pair.assert_balances_agree()
 
@@ -1293,7 +1293,7 @@ def test_a_sync_without_our_update_gets_it_sent_again() -> None:
     update = pair.next_update("a")
     outputs = pair.deliver("a", sync.sync_message(pair.b))  # B never got it
     assert update is not None and outputs == [Send(update)]
-    assert pair.a.ours.in_flight is not None
+    assert pair.a.ours.in_flight
 
 
 def test_a_newer_proof_of_our_own_is_adopted_and_its_nonce_never_signed_again() -> None:

@@ -173,7 +173,7 @@ def _recompute(
             or not channel.usable
         ):
             raise Refusal("channel_not_open", f"the channel takes no new locks ({channel.status})")
-        new = tuple(HeldLock(item.lock, item.payload) for item in message.locks)
+        new = message.locks
         if not new:
             raise Refusal("malformed", "a locked_transfer without locks")
         _check_new_locks(channel, new, height)

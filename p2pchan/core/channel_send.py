@@ -27,7 +27,6 @@ from p2pchan.wire.channel_messages import (
     LockExpired,
     LockFailed,
     LockRemoved,
-    NewLock,
     Processed,
     Refused,
     RevealSecret,
@@ -215,8 +214,7 @@ def _sign(channel: Channel, identity: Identity, state: DirectionState) -> Signed
 def update_message(channel: Channel, flight: InFlight) -> BalanceUpdate:
     """The message carrying an in-flight update (built again for each retransmission)."""
     if flight.kind == UpdateKind.LOCKED_TRANSFER:
-        locks = tuple(NewLock(held.lock, held.payload) for held in flight.new_locks)
-        return LockedTransfer(channel.channel_id, flight.signed, locks)
+        return LockedTransfer(channel.channel_id, flight.signed, flight.new_locks)
     if flight.kind == UpdateKind.UNLOCK:
         return Unlock(channel.channel_id, flight.signed, flight.secrets)
     if flight.kind == UpdateKind.LOCK_EXPIRED:

@@ -16,7 +16,7 @@ from p2pchan.core.direction import HeldLock
 from p2pchan.core.invoice import Invoice
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import RemoteProtocolError
-from p2pchan.types import Secret
+from p2pchan.types import U64_MAX, Secret
 from p2pchan.wire.codec import pack, unpack
 from p2pchan.wire.fields import BYTES32, U8, U64, Optional
 from p2pchan.wire.records import Record, wire
@@ -33,14 +33,24 @@ class HopPayload(Record):
     secret: Secret | None = wire(Optional(BYTES32))  # spontaneous payments only
 
     def encode(self) -> bytes:
-        return pack(self.to_wire())
+        return pack([self.version, self.amount, self.expiration_block, self.secret])
 
     @classmethod
     def decode(cls, data: bytes) -> HopPayload:
-        payload = cls.from_wire(unpack(data, max_len=256), "hop_payload")
-        if payload.version != PAYLOAD_VERSION:
-            raise RemoteProtocolError(f"unknown hop payload version {payload.version}")
-        return payload
+        """Strict, and direct: every incoming lock's payload is decoded once."""
+        value = unpack(data, max_len=256)
+        if type(value) is not list or len(value) != 4:
+            raise RemoteProtocolError("a hop payload is [version, amount, expiration, secret]")
+        version, amount, expiration, secret = value
+        if version != PAYLOAD_VERSION or type(version) is not int:
+            raise RemoteProtocolError(f"unknown hop payload version {version!r}")
+        if type(amount) is not int or type(expiration) is not int:
+            raise RemoteProtocolError("hop payload amount and expiration are integers")
+        if not (0 <= amount <= U64_MAX and 0 <= expiration <= U64_MAX):
+            raise RemoteProtocolError("hop payload amount or expiration out of range")
+        if secret is not None and (type(secret) is not bytes or len(secret) != 32):
+            raise RemoteProtocolError("a hop payload secret is 32 bytes")
+        return cls(version, amount, expiration, None if secret is None else Secret(secret))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,22 +13,55 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from p2pchan.core.balance_proof import SignedBalanceProof
+from p2pchan.core.direction import HeldLock
 from p2pchan.core.locks import Lock
-from p2pchan.types import ChannelId, Secret, SecretHash
+from p2pchan.errors import RemoteProtocolError
+from p2pchan.types import HASH_SIZE, U64_MAX, ChannelId, Secret, SecretHash
 from p2pchan.wire.fields import BOOL, BYTES32, SIGNATURE, U64, Bytes, ListOf, Optional, Text
 from p2pchan.wire.peer_messages import PEER_MESSAGES, PeerMessage, PeerType
-from p2pchan.wire.records import Nested, NestedList, Record, wire
+from p2pchan.wire.records import Nested, wire
 
 MAX_LOCKS_PER_MESSAGE = 1000
 MAX_PAYLOAD = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class NewLock(Record):
-    """A lock added by a `locked_transfer`, with its hop payload (the payee's instructions)."""
+class NewLocks:
+    """The locks a `locked_transfer` adds, each `[amount, expiration_block, secrethash,
+    payload]`, decoded straight into `HeldLock`s (the hot path of every payment: a flat array,
+    checked field by field without the generic record machinery)."""
 
-    lock: Lock = wire(Nested(Lock))
-    payload: bytes = wire(Bytes(max_size=MAX_PAYLOAD))
+    __slots__ = ()
+    plain = False
+
+    def check(self, value: object, path: str) -> tuple[HeldLock, ...]:
+        if type(value) is not list or len(value) > MAX_LOCKS_PER_MESSAGE:
+            raise RemoteProtocolError(f"field {path}: a list of at most {MAX_LOCKS_PER_MESSAGE}")
+        locks = []
+        for item in value:
+            if type(item) is not list or len(item) != 4:
+                raise RemoteProtocolError(
+                    f"field {path}: each lock is [amount, expiry, hash, payload]"
+                )
+            amount, expiration, secrethash, payload = item
+            if (
+                type(amount) is not int
+                or type(expiration) is not int
+                or not 0 <= amount <= U64_MAX
+                or not 0 <= expiration <= U64_MAX
+                or type(secrethash) is not bytes
+                or len(secrethash) != HASH_SIZE
+                or type(payload) is not bytes
+                or len(payload) > MAX_PAYLOAD
+            ):
+                raise RemoteProtocolError(f"field {path}: a malformed lock")
+            locks.append(HeldLock(Lock(amount, expiration, SecretHash(secrethash)), payload))
+        return tuple(locks)
+
+    def to_wire(self, value: tuple[HeldLock, ...]) -> list[list[object]]:
+        return [
+            [held.lock.amount, held.lock.expiration_block, held.secrethash, held.payload]
+            for held in value
+        ]
 
 
 class ChannelMessage(PeerMessage):
@@ -48,7 +81,7 @@ class BalanceUpdate(ChannelMessage):
 class LockedTransfer(BalanceUpdate):
     channel_id: ChannelId = wire(BYTES32)
     proof: SignedBalanceProof = wire(Nested(SignedBalanceProof))
-    locks: tuple[NewLock, ...] = wire(NestedList(NewLock, MAX_LOCKS_PER_MESSAGE))
+    locks: tuple[HeldLock, ...] = wire(NewLocks())
 
 
 @PEER_MESSAGES.message(PeerType.UNLOCK)

@@ -65,7 +65,6 @@ from p2pchan.wire.channel_messages import (
     LockedTransfer,
     LockExpired,
     LockRemoved,
-    NewLock,
     Processed,
     Refused,
     RevealSecret,
@@ -127,7 +126,7 @@ def transfer(
     """A hand-built locked_transfer adding `new` on top of `pending` (honest unless `forged`)."""
     locks = [*pending, *(held.lock for held in new)]
     proof = forge_proof(signer, nonce=nonce, transferred=transferred, locks=locks, **forged)
-    return LockedTransfer(CHANNEL_ID, proof, tuple(NewLock(h.lock, h.payload) for h in new))
+    return LockedTransfer(CHANNEL_ID, proof, tuple(new))
 
 
 def with_pending(*amounts: int) -> Pair:

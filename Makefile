@@ -30,6 +30,10 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/p2pchan bench l1 --json
+	$(BIN)/p2pchan bench transport --json
+	$(BIN)/p2pchan bench channel --payments 20000 --concurrency 100 --json
+	$(BIN)/p2pchan bench channel --payments 40000 --concurrency 966 --json
+	$(BIN)/p2pchan bench channel --payments 2000 --concurrency 1 --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

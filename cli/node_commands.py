@@ -127,6 +127,7 @@ def start(
                         break
         finally:
             running.close()
+            log.info("node_stopped", pid=os.getpid())  # still inside the run: node id bound
 
     if profile_path is None:
         trio.run(serve)
@@ -136,7 +137,6 @@ def start(
         with cProfile.Profile() as profiler:
             trio.run(serve)
         profiler.dump_stats(profile_path)
-    log.info("node_stopped", pid=os.getpid())
 
 
 def _peer_table(peers: list[dict[str, Any]]) -> Table:

@@ -63,7 +63,8 @@ async def run_batch(
     started = time.perf_counter()
     with Progress(disable=not show, transient=True) as progress:
         task = progress.add_task("paying", total=len(payments))
-        async with RpcClient.connect(datadir) as rpc:
+        async with RpcClient.connect(datadir) as rpc, trio.open_nursery() as nursery:
+            gone: list[str] = []
 
             async def worker() -> None:
                 for method, params in queue:
@@ -73,18 +74,20 @@ async def run_batch(
                         counts[result["status"]] += 1
                     except RpcError as error:
                         if error.rpc_code is None:  # the connection is gone: stop everything
-                            done = sum(counts.values())
-                            raise UserError(
-                                f"the node went away after {done} of {len(payments)} "
-                                f"payments: {error}"
-                            ) from None
+                            gone.append(str(error))
+                            nursery.cancel_scope.cancel()
+                            return
                         counts["failed"] += 1
                     latencies.append(time.perf_counter() - begun)
                     progress.advance(task)
 
-            async with trio.open_nursery() as nursery:
-                for _ in range(max(1, min(concurrency, len(payments)))):
-                    nursery.start_soon(worker)
+            for _ in range(max(1, min(concurrency, len(payments)))):
+                nursery.start_soon(worker)
+        if gone:
+            done = sum(counts.values())
+            raise UserError(
+                f"the node went away after {done} of {len(payments)} payments: {gone[0]}"
+            )
     seconds = time.perf_counter() - started
     latencies.sort()
     return {

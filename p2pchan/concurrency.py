@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from p2pchan.errors import P2pchanError
+
 
 @asynccontextmanager
 async def background_nursery() -> AsyncIterator[trio.Nursery]:
@@ -28,12 +30,13 @@ async def background_nursery() -> AsyncIterator[trio.Nursery]:
 
 
 def single_error(error: BaseException) -> BaseException:
-    """The one meaningful exception inside nested groups (for messages to a user)."""
-    while isinstance(error, BaseExceptionGroup):
-        leaves = [leaf for leaf in error.exceptions if not isinstance(leaf, trio.Cancelled)]
-        if len(leaves) != 1:
-            return error
-        error = leaves[0]
+    """The exception to tell a user about: the only one inside nested groups, or the first of
+    ours (a `P2pchanError`) if several; the group itself when it holds anything else."""
+    found = [leaf for leaf in leaves(error) if not isinstance(leaf, trio.Cancelled)]
+    if len(found) == 1:
+        return found[0]
+    if found and all(isinstance(leaf, P2pchanError) for leaf in found):
+        return found[0]
     return error
 
 

@@ -22,9 +22,7 @@ every proof stored was signed by its sender and submitted by its receiver or cou
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -35,10 +33,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-
-# The shared chain test helpers live beside the unit tests.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
-from chain_helpers import ChainHarness, circulating, identity, secret, snapshot
 
 from p2pchan.core.balance_proof import SignedBalanceProof
 from p2pchan.core.locks import EMPTY_LOCKSROOT, Lock, encode_locks, locksroot
@@ -63,6 +57,7 @@ from p2pchan.l1.transactions import (
     faucet_transaction,
 )
 from p2pchan.types import U64_MAX, Address, ChannelId, Locksroot, SecretHash
+from tests.unit.chain_helpers import ChainHarness, circulating, identity, secret, snapshot
 
 PEOPLE = tuple(identity(index) for index in range(1, 5))
 FUNDED = PEOPLE[:3]  # the fourth starts with nothing and lives on transfers and the faucet

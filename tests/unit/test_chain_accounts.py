@@ -9,15 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from chain_helpers import (
-    ChainHarness,
-    circulating,
-    identity,
-    lock,
-    secret,
-    secrethash,
-    snapshot,
-)
 
 from p2pchan.crypto.signing import SigningTag
 from p2pchan.errors import ChainError
@@ -41,6 +32,15 @@ from p2pchan.l1.transactions import (
     sign_transaction,
 )
 from p2pchan.types import U64_MAX, Address, ChainId
+from tests.unit.chain_helpers import (
+    ChainHarness,
+    circulating,
+    identity,
+    lock,
+    secret,
+    secrethash,
+    snapshot,
+)
 
 ALICE, BOB, CAROL = identity(1), identity(2), identity(3)
 

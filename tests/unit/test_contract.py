@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chain_helpers import ChainHarness, identity, lock, secret, snapshot
 
 from p2pchan.core.balance_proof import SignedBalanceProof
 from p2pchan.core.locks import EMPTY_LOCKSROOT, Lock, encode_locks
@@ -37,6 +36,7 @@ from p2pchan.l1.transactions import (
     RegisterSecret,
 )
 from p2pchan.types import U64_MAX, ChainId, ChannelId
+from tests.unit.chain_helpers import ChainHarness, identity, lock, secret, snapshot
 
 ALICE, BOB, CAROL = identity(1), identity(2), identity(3)
 SETTLE_TIMEOUT = 20

@@ -1,0 +1,149 @@
+"""The channel shell with a real store and a fake peer session: what a peer sends about a
+channel it has no part in is scored and changes nothing, and a received balance proof is on
+disk before its `processed` goes out (persist before you promise)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from p2pchan.core.balance_proof import BalanceProof, sign_balance_proof
+from p2pchan.core.channel import Channel, ChannelConfig, ChannelStatus
+from p2pchan.core.direction import HeldLock
+from p2pchan.core.locks import Lock, locksroot
+from p2pchan.core.payments import HopPayload
+from p2pchan.crypto.hashing import sha256
+from p2pchan.crypto.keys import Identity
+from p2pchan.net import misbehaviour
+from p2pchan.net.chain_actions import ChainActions
+from p2pchan.net.channels import ChannelManager
+from p2pchan.storage.channels import ChannelTables
+from p2pchan.storage.db import NodeDatabase
+from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
+from p2pchan.wire.channel_messages import ChannelMessage, LockedTransfer, Processed
+
+CHAIN = ChainId(bytes(32))
+CHANNEL = ChannelId(sha256(b"a channel"))
+
+
+@dataclass
+class FakeSession:
+    """Stands in for a peer session: records faults and what is sent, and runs a check at
+    each send (the moment a promise leaves the node)."""
+
+    node_id: bytes
+    faults: list[tuple[float, str]] = field(default_factory=list)
+    sent: list[ChannelMessage] = field(default_factory=list)
+    on_send: Any = None
+
+    def fault(self, points: float, reason: str) -> None:
+        self.faults.append((points, reason))
+
+    async def send(self, message: ChannelMessage) -> None:
+        if self.on_send is not None:
+            self.on_send(message)
+        self.sent.append(message)
+
+
+@dataclass
+class Setup:
+    manager: ChannelManager
+    database: NodeDatabase
+    us: Identity
+    partner: Identity
+    session: FakeSession
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> Any:
+    us, partner = Identity(b"u" * 32), Identity(b"p" * 32)
+    database = NodeDatabase.open(tmp_path)
+    session = FakeSession(partner.node_id)
+    manager = ChannelManager(
+        us,
+        CHAIN,
+        database,
+        ChainActions(wallet=None),  # type: ignore[arg-type]  # no chain duty in these tests
+        lambda node_id: session if node_id == partner.node_id else None,  # type: ignore[arg-type,return-value]
+        ChannelConfig(),
+    )
+    manager.height = 10
+    channel = Channel(
+        CHAIN,
+        CHANNEL,
+        us.node_id,
+        partner.node_id,
+        False,
+        100,
+        ChannelConfig(),
+        ChannelStatus.OPEN,
+        0,
+        10_000,
+    )
+    await manager.add_channel(channel)
+    yield Setup(manager, database, us, partner, session)
+    database.close()
+
+
+def a_transfer(partner: Identity, amount: int = 100) -> LockedTransfer:
+    secret = Secret(os.urandom(32))
+    payload = HopPayload(1, amount, 60, secret).encode()
+    held = HeldLock(Lock(amount, 60, SecretHash(sha256(secret))), payload)
+    proof = BalanceProof(CHAIN, CHANNEL, partner.node_id, 1, 0, amount, locksroot([held.lock]))
+    return LockedTransfer(CHANNEL, sign_balance_proof(partner, proof), (held,))
+
+
+def stored_channel(database: NodeDatabase) -> Channel:
+    (channel,) = database.run_now(ChannelTables().load)
+    return channel
+
+
+async def test_a_message_for_an_unknown_channel_is_scored_and_changes_nothing(setup: Setup) -> None:
+    with trio.fail_after(5):
+        before = dict(setup.manager.channels)
+        stranger = LockedTransfer(ChannelId(bytes(32)), a_transfer(setup.partner).proof, ())
+        await setup.manager.on_messages(setup.session, [stranger])  # type: ignore[arg-type]
+        assert setup.session.faults == [
+            (misbehaviour.UNEXPECTED_MESSAGE, "message for an unknown channel")
+        ]
+        assert setup.manager.channels == before and setup.session.sent == []
+
+
+async def test_a_peer_that_is_not_the_partner_is_scored_and_changes_nothing(setup: Setup) -> None:
+    with trio.fail_after(5):
+        before = stored_channel(setup.database)
+        mallory = FakeSession(Identity(b"m" * 32).node_id)
+        await setup.manager.on_messages(mallory, [a_transfer(setup.partner)])  # type: ignore[arg-type]
+        assert [points for points, _ in mallory.faults] == [misbehaviour.UNEXPECTED_MESSAGE]
+        assert stored_channel(setup.database) == before == setup.manager.channels[CHANNEL]
+
+
+async def test_a_received_proof_is_stored_before_its_processed_goes_out(setup: Setup) -> None:
+    with trio.fail_after(5):
+        transfer = a_transfer(setup.partner)
+        checked: list[bool] = []
+
+        def on_send(message: ChannelMessage) -> None:
+            if isinstance(message, Processed):
+                stored = stored_channel(setup.database)
+                checked.append(stored.theirs.accepted_proof is not None)
+                assert stored.theirs.accepted.nonce == message.nonce
+
+        setup.session.on_send = on_send
+        await setup.manager.on_messages(setup.session, [transfer])  # type: ignore[arg-type]
+        assert checked == [True]
+        assert setup.session.faults == []
+
+
+async def test_a_bad_counter_signature_is_scored_and_changes_nothing(setup: Setup) -> None:
+    with trio.fail_after(5):
+        before = stored_channel(setup.database)
+        bogus = Processed(CHANNEL, 1, bytes(64))  # acks nothing we sent
+        await setup.manager.on_messages(setup.session, [bogus])  # type: ignore[arg-type]
+        assert [points for points, _ in setup.session.faults] == [misbehaviour.MALFORMED_MESSAGE]
+        assert stored_channel(setup.database) == before == setup.manager.channels[CHANNEL]

@@ -158,6 +158,13 @@ class Channel:
     coop_terms: bytes | None = None  # the terms we asked the partner to sign, and our signature
     coop_signature: bytes | None = None
     settled_unlocks: tuple[SettledLocks, ...] = ()  # on-chain unlocks still to submit
+    # While closed: the nonces the contract holds for our direction and the partner's.
+    chain_nonce_ours: int = 0
+    chain_nonce_theirs: int = 0
+    # A close of ours is asked for (by the user or a chain duty) until the chain shows it;
+    # `cheat` is the dev attack mode's close without our own sent proofs.
+    close_requested: bool = False
+    close_cheat: bool = False
     # Set when a connection to the partner starts, until its channel_sync arrives: no new
     # update goes out before our in-flight ones are resent in order (not persisted).
     awaiting_sync: bool = field(default=False, compare=False)

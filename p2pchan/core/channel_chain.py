@@ -51,7 +51,17 @@ def on_block(
         channel = _expire_our_locks(channel, height, registered)
         channel, duties = _claim_duties(channel, height, registered)
         outputs += duties
+    closing_asked = any(isinstance(output, CloseOnChain) for output in outputs)
+    if channel.status == ChannelStatus.CLOSING and channel.close_requested and not closing_asked:
+        # Asked for on every block until the chain shows the close: a lost transaction (a
+        # layer-1 restart, our own crash) is simply sent again.
+        proofs = close_proofs(channel, cheat=channel.close_cheat)
+        outputs.append(CloseOnChain(channel.channel_id, proofs, "close requested"))
     closed = channel.status == ChannelStatus.CLOSED and channel.close_block is not None
+    if closed and height <= (channel.close_block or 0) + channel.settle_timeout:
+        update = _update_needed(channel)
+        if update is not None:
+            outputs.append(update)
     if closed and height > (channel.close_block or 0) + channel.settle_timeout:
         outputs.append(SettleOnChain(channel.channel_id))
     channel, resent = retransmissions(channel, height)
@@ -110,7 +120,7 @@ def _claim_duties(
     if ours_registered != theirs.registered:
         channel = replace(channel, theirs=replace(theirs, registered=ours_registered))
     if must_close:
-        channel = channel.moved_to(ChannelStatus.CLOSING)
+        channel = replace(channel.moved_to(ChannelStatus.CLOSING), close_requested=True)
         outputs.append(
             CloseOnChain(
                 channel.channel_id,
@@ -156,7 +166,9 @@ def on_closed(
     newer proofs we hold (a stale proof in the window's last block could not be answered). If
     we closed it, only a newer proof of the partner's can still help us; our own sent proof is
     the partner's to submit (and a dev `--cheat` close must stay the attack it is)."""
-    channel = replace(channel, close_block=close_block, closer=closer, coop_expiration=None)
+    channel = replace(
+        channel, close_block=close_block, closer=closer, coop_expiration=None, close_requested=False
+    )
     channel = channel.moved_to(ChannelStatus.CLOSED)
     outputs: list[Output] = []
     queued = channel.ours.queued_locks
@@ -165,20 +177,42 @@ def on_closed(
         channel = replace(channel, ours=replace(channel.ours, queued_locks=()))
         hashes = tuple(held.secrethash for held in queued)
         outputs.append(OutgoingRemoved(channel.channel_id, hashes, "the channel was closed"))
+    channel = replace(
+        channel, chain_nonce_ours=chain_nonce_ours, chain_nonce_theirs=chain_nonce_theirs
+    )
+    update = _update_needed(channel)
+    if update is not None:
+        outputs.append(update)
+    return channel, outputs
+
+
+def on_updated(
+    channel: Channel, chain_nonce_ours: int, chain_nonce_theirs: int
+) -> tuple[Channel, list[Output]]:
+    """Someone updated the closed channel on chain: remember what the contract holds now."""
+    return (
+        replace(channel, chain_nonce_ours=chain_nonce_ours, chain_nonce_theirs=chain_nonce_theirs),
+        [],
+    )
+
+
+def _update_needed(channel: Channel) -> UpdateOnChain | None:
+    """Our newer proofs than the contract holds, to submit in an `update` (asked for again on
+    every block of the window until the chain shows them). After a close of our own only the
+    partner's newer proof counts: our own sent proof is the partner's to submit, and a dev
+    `--cheat` close must stay the attack it is."""
     proofs = []
     theirs_proof = channel.theirs.accepted_proof
-    if theirs_proof is not None and channel.theirs.accepted.nonce > chain_nonce_theirs:
+    if theirs_proof is not None and channel.theirs.accepted.nonce > channel.chain_nonce_theirs:
         proofs.append(theirs_proof)
     ours_proof = channel.ours.acked_proof
     if (
         ours_proof is not None
-        and closer != channel.us
-        and channel.ours.acked.nonce > chain_nonce_ours
+        and channel.closer != channel.us
+        and channel.ours.acked.nonce > channel.chain_nonce_ours
     ):
         proofs.append(ours_proof)
-    if proofs:
-        outputs.append(UpdateOnChain(channel.channel_id, tuple(proofs)))
-    return channel, outputs
+    return UpdateOnChain(channel.channel_id, tuple(proofs)) if proofs else None
 
 
 def on_secret_registered(

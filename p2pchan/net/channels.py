@@ -23,7 +23,7 @@ from p2pchan.core.channel import Channel, ChannelConfig, ChannelStatus
 from p2pchan.core.channel_send import PaymentRefused
 from p2pchan.core.direction import HeldLock
 from p2pchan.core.invoice import decode_invoice
-from p2pchan.core.outputs import Fault, IncomingLocks, Output, Send
+from p2pchan.core.outputs import CloseOnChain, Fault, IncomingLocks, Output, Send
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import RemoteProtocolError, UserError
 from p2pchan.l1.events import (
@@ -33,6 +33,7 @@ from p2pchan.l1.events import (
     ChannelOpened,
     ChannelSettled,
     ChannelUnlocked,
+    ChannelUpdated,
     Event,
     SecretRegistered,
 )
@@ -434,6 +435,10 @@ class ChannelManager:
             transition = lambda c: channel_chain.on_closed(  # noqa: E731
                 c, event.closer, event.close_block, *self._chain_nonces(c, event)
             )
+        elif isinstance(event, ChannelUpdated):
+            transition = lambda c: channel_chain.on_updated(  # noqa: E731
+                c, *self._chain_nonces(c, event)
+            )
         elif isinstance(event, ChannelSettled):
             record: ChannelRecord | None = await chain_channel(channel_id)
             if record is None:
@@ -452,7 +457,7 @@ class ChannelManager:
         await self.step(channel_id, transition)
 
     @staticmethod
-    def _chain_nonces(channel: Channel, event: ChannelClosed) -> tuple[int, int]:
+    def _chain_nonces(channel: Channel, event: ChannelClosed | ChannelUpdated) -> tuple[int, int]:
         """(our direction's nonce on chain, the partner's)."""
         if channel.we_are_a:
             return event.nonce_a, event.nonce_b
@@ -485,11 +490,12 @@ class ChannelManager:
             raise UserError(f"channel {channel_id.hex()} is already {channel.status}")
 
         def close(c: Channel) -> tuple[Channel, list[Output]]:
-            from p2pchan.core.outputs import CloseOnChain
-
             proofs = channel_chain.close_proofs(c, cheat=cheat)
             reason = "cheating close (dev attack mode)" if cheat else "force close requested"
-            return c.moved_to(ChannelStatus.CLOSING), [CloseOnChain(c.channel_id, proofs, reason)]
+            closing = replace(
+                c.moved_to(ChannelStatus.CLOSING), close_requested=True, close_cheat=cheat
+            )
+            return closing, [CloseOnChain(c.channel_id, proofs, reason)]
 
         await self.step(channel_id, close)
 

@@ -30,7 +30,7 @@ from p2pchan.errors import RemoteProtocolError, StoreError
 from p2pchan.types import Address, ChainId, ChannelId, Secret, SecretHash
 from p2pchan.wire.codec import pack, unpack
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 OURS, THEIRS = 0, 1
 LockKey = tuple[int, SecretHash]
 Locks = Mapping[LockKey, HeldLock]
@@ -120,6 +120,12 @@ def encode_channel(channel: Channel) -> bytes:
                 [[h, b] for h, b in theirs.registered.items()],
             ],
             [
+                channel.chain_nonce_ours,
+                channel.chain_nonce_theirs,
+                channel.close_requested,
+                channel.close_cheat,
+            ],
+            [
                 [side, held.lock.amount, held.lock.expiration_block, secrethash, held.payload]
                 for (side, secrethash), held in rows.items()
             ],
@@ -164,6 +170,7 @@ def _decode(blob: bytes) -> Channel:
         settled,
         ours_value,
         theirs_value,
+        closing_value,
     ) = value
     if version != FORMAT_VERSION:
         raise ValueError(f"unknown channel format {version}")
@@ -212,6 +219,7 @@ def _decode(blob: bytes) -> Channel:
         )
         for sender, hashes in settled
     )
+    chain_nonce_ours, chain_nonce_theirs, close_requested, close_cheat = closing_value
     return Channel(
         chain_id=ChainId(chain_id),
         channel_id=ChannelId(channel_id),
@@ -232,4 +240,8 @@ def _decode(blob: bytes) -> Channel:
         settled_unlocks=settled_unlocks,
         ours=ours,
         theirs=theirs,
+        chain_nonce_ours=chain_nonce_ours,
+        chain_nonce_theirs=chain_nonce_theirs,
+        close_requested=bool(close_requested),
+        close_cheat=bool(close_cheat),
     )

@@ -23,6 +23,8 @@ to the modelled payment layer.
 - Network: messages to an end arrive in order (TCP); a drop breaks the connection (everything on
   its way is lost) and both ends start a new session (`session_started`: a `channel_sync` each,
   no new update until the other's arrives); a duplicate is a retransmission arriving again later.
+- Layer-1 restart: the mempool is lost; the ends' duties (close, update, settle, unlock,
+  register a secret) must be asked for again until the chain shows them.
 - Crash: an end loses what was only in memory — its queued, not yet signed locks — and the
   connection breaks as above.
 - Reminders: `reminders()` and `resend_in_flight()` are sent again on demand.
@@ -90,6 +92,7 @@ from p2pchan.l1.events import (
     ChannelClosed,
     ChannelSettled,
     ChannelUnlocked,
+    ChannelUpdated,
     Event,
     SecretRegistered,
 )
@@ -107,6 +110,7 @@ from p2pchan.l1.transactions import (
     decode_transaction,
     sign_transaction,
 )
+from p2pchan.storage.channel_codec import decode_channel, encode_channel
 from p2pchan.types import Address, Secret, SecretHash
 from p2pchan.wire.channel_messages import (
     BalanceUpdate,
@@ -395,6 +399,10 @@ class ChannelMachine(RuleBasedStateMachine):
             channel, outputs = channel_chain.on_closed(
                 channel, happened.closer, happened.close_block, ours, theirs
             )
+        elif isinstance(happened, ChannelUpdated):
+            nonce_a, nonce_b = happened.nonce_a, happened.nonce_b
+            ours, theirs = (nonce_a, nonce_b) if end.name == A else (nonce_b, nonce_a)
+            channel, outputs = channel_chain.on_updated(channel, ours, theirs)
         elif isinstance(happened, ChannelSettled):
             channel, outputs = channel_chain.on_settled(channel, *self._chain_nonces(end))
         elif isinstance(happened, ChannelUnlocked):
@@ -402,7 +410,7 @@ class ChannelMachine(RuleBasedStateMachine):
                 channel, happened.sender, self._registered(end)
             )
         else:
-            return  # updates need no answer; nothing else happens to this channel
+            return  # nothing else happens to this channel
         self._commit(end, channel)
         self._carry_out(end, outputs)
 
@@ -516,7 +524,10 @@ class ChannelMachine(RuleBasedStateMachine):
         end = self.ends[name]
         for held in end.channel.ours.queued_locks:
             self.payments[held.secrethash].lost = True
-        self._commit(end, replace(end.channel, ours=replace(end.channel.ours, queued_locks=())))
+        kept = replace(end.channel, ours=replace(end.channel.ours, queued_locks=()))
+        restored = decode_channel(encode_channel(kept))  # what the store gives back
+        assert restored == kept
+        self._commit(end, restored)
         self._reconnect()
 
     def _reconnect(self) -> None:
@@ -534,8 +545,17 @@ class ChannelMachine(RuleBasedStateMachine):
         if dice or end.channel.status != ChannelStatus.OPEN:
             return
         proofs = channel_chain.close_proofs(end.channel)
-        self._commit(end, end.channel.moved_to(ChannelStatus.CLOSING))
+        closing = replace(end.channel.moved_to(ChannelStatus.CLOSING), close_requested=True)
+        self._commit(end, closing)
         self._carry_out(end, [CloseOnChain(self.channel_id, proofs, "force close requested")])
+
+    @precondition(lambda self: bool(self.mempool))
+    @rule()
+    def layer1_restarts(self) -> None:
+        """Layer 1 restarts and loses its mempool (it keeps only what is in blocks): each
+        end's duties must be asked for again until the chain shows them."""
+        event(f"lost: {sorted({type(call).__name__ for _, call in self.mempool})}")
+        self.mempool.clear()
 
     @precondition(lambda self: self._slowest() + MAX_LAG > self.height)
     @rule()

@@ -894,7 +894,10 @@ def test_a_known_secret_is_registered_at_e_minus_reveal_timeout_and_resubmitted(
     [close] = of_type(outputs, CloseOnChain)
     assert close.proofs == chain_duties.close_proofs(pair.b) and close.proofs
     assert pair.b.status == ChannelStatus.CLOSING
-    assert not of_type(pair.block("b", expiration + 5), CloseOnChain)  # only once
+    [again] = of_type(pair.block("b", expiration + 5), CloseOnChain)  # not on chain yet
+    assert again.proofs == close.proofs
+    pair.b, _ = chain_duties.on_closed(pair.b, pair.b.us, expiration + 6, 0, 0)
+    assert not of_type(pair.block("b", expiration + 6), CloseOnChain)  # the chain shows it
 
 
 def test_no_registration_once_the_partner_unlocked() -> None:
@@ -952,6 +955,45 @@ def test_a_close_by_the_partner_is_answered_with_exactly_the_newer_proofs(
     assert set(update.proofs) == {named[name] for name in expected}
     assert len(update.proofs) == len(expected)
     assert all(proof.counter_signature is not None for proof in update.proofs)
+
+
+def test_an_update_is_asked_for_on_every_block_of_the_window_until_the_chain_shows_it() -> None:
+    pair = two_way_pair()
+    pair.b, outputs = chain_duties.on_closed(pair.b, pair.a.us, 50, 0, 0)
+    [first] = of_type(outputs, UpdateOnChain)
+    [again] = of_type(pair.block("b", 51), UpdateOnChain)  # lost with a layer-1 restart
+    assert again == first
+    ours, theirs = pair.b.ours.acked.nonce, pair.b.theirs.accepted.nonce
+    pair.b, _ = chain_duties.on_updated(pair.b, ours, theirs - 1)  # only ours landed
+    [rest] = of_type(pair.block("b", 52), UpdateOnChain)
+    assert rest.proofs == (pair.b.theirs.accepted_proof,)
+    pair.b, _ = chain_duties.on_updated(pair.b, ours, theirs)
+    assert not of_type(pair.block("b", 53), UpdateOnChain)
+
+
+def test_no_update_is_asked_for_after_the_window() -> None:
+    pair = two_way_pair()
+    pair.b, _ = chain_duties.on_closed(pair.b, pair.a.us, 50, 0, 0)
+    window_end = 50 + pair.b.settle_timeout
+    assert of_type(pair.block("b", window_end), UpdateOnChain)
+    assert not of_type(pair.block("b", window_end + 1), UpdateOnChain)
+
+
+@pytest.mark.parametrize("cheat", [False, True])
+def test_a_requested_close_is_asked_for_on_every_block_until_the_chain_shows_it(
+    cheat: bool,
+) -> None:
+    pair = two_way_pair()
+    closing = replace(
+        pair.a.moved_to(ChannelStatus.CLOSING), close_requested=True, close_cheat=cheat
+    )
+    for height in (51, 52):
+        closing, outputs = chain_duties.on_block(closing, height, {})
+        [close] = of_type(outputs, CloseOnChain)
+        assert close.proofs == chain_duties.close_proofs(pair.a, cheat=cheat)
+    closed, _ = chain_duties.on_closed(closing, pair.a.us, 53, 0, 0)
+    assert not closed.close_requested
+    assert not of_type(chain_duties.on_block(closed, 54, {})[1], CloseOnChain)
 
 
 def test_our_own_close_is_answered_only_with_a_newer_proof_of_the_partner() -> None:

@@ -50,7 +50,13 @@ class Refusal(Exception):
     """Why an update is not accepted; `retryable` means "not yet in my view"."""
 
     def __init__(
-        self, code: str, reason: str, *, retryable: bool = False, matters_after: bool = True
+        self,
+        code: str,
+        reason: str,
+        *,
+        retryable: bool = False,
+        matters_after: bool = True,
+        scored: bool = True,
     ) -> None:
         super().__init__(reason)
         self.code = code
@@ -58,6 +64,9 @@ class Refusal(Exception):
         self.retryable = retryable
         # False for faults no pipelining explains (a bad signature, another chain).
         self.matters_after = matters_after
+        # False for a race an honest partner runs into (the channel closed, a block passed
+        # while its update was on the way): refused finally, but not a fault.
+        self.scored = scored
 
 
 def on_update(
@@ -123,7 +132,7 @@ def _refused(channel: Channel, nonce: int, refusal: Refusal) -> tuple[Channel, l
         channel.channel_id, nonce, refusal.code, refusal.reason[:512], refusal.retryable
     )
     outputs: list[Output] = [Send(message)]
-    if not refusal.retryable:
+    if not refusal.retryable and refusal.scored:
         points = MALFORMED_POINTS if refusal.code == "malformed" else REFUSAL_POINTS
         outputs.append(Fault(points, f"refused update {nonce}: {refusal.code}: {refusal.reason}"))
     return channel, outputs
@@ -161,18 +170,24 @@ def _recompute(
     """The state this update must prove, and what it means for the payment layer."""
     current = channel.theirs.accepted
     if channel.status == ChannelStatus.SETTLED:
-        raise Refusal("channel_settled", "the channel is settled")
+        raise Refusal("channel_settled", "the channel is settled", scored=False)
     if channel.status == ChannelStatus.CLOSED:
         _check_closed_update(channel, height)
     if channel.status == ChannelStatus.CLOSED and not isinstance(message, Unlock):
-        raise Refusal("channel_closed", "the channel is closed on chain: it takes only unlocks")
+        raise Refusal(
+            "channel_closed", "the channel is closed on chain: it takes only unlocks", scored=False
+        )
     if isinstance(message, LockedTransfer):
         if (
             channel.status != ChannelStatus.OPEN
             or channel.coop_expiration is not None
             or not channel.usable
         ):
-            raise Refusal("channel_not_open", f"the channel takes no new locks ({channel.status})")
+            raise Refusal(
+                "channel_not_open",
+                f"the channel takes no new locks ({channel.status})",
+                scored=False,
+            )
         new = message.locks
         if not new:
             raise Refusal("malformed", "a locked_transfer without locks")
@@ -212,7 +227,9 @@ def _check_closed_update(channel: Channel, height: int) -> None:
     (never near its end): else the settled proof would be one whose locks nobody keeps."""
     window_end = (channel.close_block or 0) + channel.settle_timeout
     if height + channel.config.reveal_timeout > window_end:
-        raise Refusal("window_ending", f"the settlement window ends at block {window_end}")
+        raise Refusal(
+            "window_ending", f"the settlement window ends at block {window_end}", scored=False
+        )
 
 
 def _check_new_locks(channel: Channel, new: tuple[HeldLock, ...], height: int) -> None:
@@ -225,7 +242,11 @@ def _check_new_locks(channel: Channel, new: tuple[HeldLock, ...], height: int) -
         if lock.amount == 0:
             raise Refusal("malformed", "a lock of amount 0")
         if lock.expiration_block <= height:
-            raise Refusal("lock_expired", f"lock expires at {lock.expiration_block}, now {height}")
+            raise Refusal(
+                "lock_expired",
+                f"lock expires at {lock.expiration_block}, now {height}",
+                scored=False,
+            )
         if lock.expiration_block - height > window:
             # The sender's height may be ahead of ours: retry after our next block.
             raise Refusal(

@@ -45,7 +45,8 @@ def on_block(
     outputs: list[Output] = []
     if channel.coop_expiration is not None and height > channel.coop_expiration:
         channel = replace(channel, coop_expiration=None, coop_terms=None, coop_signature=None)
-        if channel.status == ChannelStatus.CLOSING and channel.close_block is None:
+        reopen = channel.close_block is None and not channel.close_requested
+        if channel.status == ChannelStatus.CLOSING and reopen:
             channel = channel.moved_to(ChannelStatus.OPEN)
     if channel.status in (ChannelStatus.OPEN, ChannelStatus.CLOSING, ChannelStatus.CLOSED):
         channel = _expire_our_locks(channel, height, registered)

@@ -1321,6 +1321,17 @@ def test_an_unanswered_cooperative_settle_expires_and_reopens_the_channel() -> N
     pair.queue("a", pair.lock(10, 1))
 
 
+def test_a_force_close_during_a_cooperative_settle_stays_closing_when_the_terms_expire() -> None:
+    pair = Pair.open()
+    pair.a, _ = coop.request_settle(pair.a, pair.identity_a, pair.height)
+    expiration = pair.a.coop_expiration
+    assert expiration is not None
+    pair.a = replace(pair.a, close_requested=True)  # `close --force` while waiting
+    outputs = pair.block("a", expiration + 1)
+    assert pair.a.status == ChannelStatus.CLOSING and not pair.a.takes_new_transfers
+    assert of_type(outputs, CloseOnChain)  # still asked for: it has not landed
+
+
 # -- re-sync after reconnecting ---------------------------------------------------------------
 
 

@@ -142,6 +142,9 @@ def decode_channel(blob: bytes) -> Channel:
 
 def _decode(blob: bytes) -> Channel:
     value = unpack(blob, max_len=MAX_CHANNEL_BLOB)
+    version = value[0] if isinstance(value, list) and value else None
+    if version != FORMAT_VERSION:
+        raise ValueError(f"unknown channel format {version!r} (this node reads {FORMAT_VERSION})")
     *value, lock_table = value
     locks: dict[LockKey, HeldLock] = {
         (side, SecretHash(secrethash)): HeldLock(
@@ -172,8 +175,6 @@ def _decode(blob: bytes) -> Channel:
         theirs_value,
         closing_value,
     ) = value
-    if version != FORMAT_VERSION:
-        raise ValueError(f"unknown channel format {version}")
     (acked, acked_proof, flights, signed_nonce, dropped, unlocks, expired, failed, refusals) = (
         ours_value
     )

@@ -123,43 +123,18 @@ def l1_process(
     datadir: Path, *extra: str, name: str = "l1", log_level: str = "info"
 ) -> ChildProcess:
     """`p2pchan l1 start` in `datadir`, logging JSON lines to `datadir/l1.log`."""
-    return ChildProcess(
-        name,
-        p2pchan_argv(
-            "--log-format",
-            "json",
-            "--log-level",
-            log_level,
-            "l1",
-            "start",
-            "--datadir",
-            str(datadir),
-            *extra,
-        ),
-        datadir / "l1.json",
-        datadir / "l1.log",
-    )
+    argv = _server_argv(log_level, "l1", "start", "--datadir", str(datadir), *extra)
+    return ChildProcess(name, argv, datadir / "l1.json", datadir / "l1.log")
 
 
 def node_process(
     datadir: Path, l1: str, *extra: str, name: str = "node", log_level: str = "info"
 ) -> ChildProcess:
     """`p2pchan node start` in an initialised `datadir`, JSON logs in `datadir/node.log`."""
-    return ChildProcess(
-        name,
-        p2pchan_argv(
-            "--log-format",
-            "json",
-            "--log-level",
-            log_level,
-            "node",
-            "start",
-            "--datadir",
-            str(datadir),
-            "--l1",
-            l1,
-            *extra,
-        ),
-        datadir / "node.json",
-        datadir / "node.log",
-    )
+    argv = _server_argv(log_level, "node", "start", "--datadir", str(datadir), "--l1", l1, *extra)
+    return ChildProcess(name, argv, datadir / "node.json", datadir / "node.log")
+
+
+def _server_argv(log_level: str, *args: str) -> list[str]:
+    """A server command that logs JSON lines at `log_level`."""
+    return p2pchan_argv("--log-format", "json", "--log-level", log_level, *args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import trio
 import trio.testing
 from structlog.testing import capture_logs
@@ -127,24 +128,15 @@ async def test_rejections_carry_their_code(l1_server: RunningL1) -> None:
         address = l1_server.address
         async with L1Client.connect(address.host, address.port) as client:
             wallet = Wallet(client, poor, (await client.status()).chain_id)
-            try:
+            with pytest.raises(ChainError) as overdraft:
                 await wallet.send(Transfer(Identity.generate().node_id, 1))
-            except ChainError as error:
-                assert error.code == "insufficient_funds"
-            else:
-                raise AssertionError("an overdraft was admitted")
-            try:
+            assert overdraft.value.code == "insufficient_funds"
+            with pytest.raises(ChainError) as too_many:
                 await client.mine(10_001)
-            except ChainError as error:
-                assert error.code == "too_many_blocks"
-            else:
-                raise AssertionError("mining 10,001 blocks at once was allowed")
-            try:
+            assert too_many.value.code == "too_many_blocks"
+            with pytest.raises(ChainError) as unknown:
                 await client.block(99)
-            except ChainError as error:
-                assert error.code == "unknown_block"
-            else:
-                raise AssertionError("an unknown block was returned")
+            assert unknown.value.code == "unknown_block"
 
 
 async def test_hostile_connections_are_dropped_and_logged_while_others_are_served(

@@ -105,6 +105,12 @@ async def receive_exactly(stream: trio.SocketStream, size: int) -> bytes:
     return data
 
 
+async def receive_frame(stream: trio.SocketStream, noise: NoiseConnection) -> bytes:
+    """One transport frame: the encrypted 2-byte length (16-byte tag), then the body."""
+    length = noise.decrypt(await receive_exactly(stream, 2 + 16))
+    return bytes(noise.decrypt(await receive_exactly(stream, int.from_bytes(length, "big") + 16)))
+
+
 async def test_a_standard_noise_xk_client_talks_to_a_node(
     processes: ProcessRegistry, tmp_path: Path
 ) -> None:
@@ -123,10 +129,8 @@ async def test_a_standard_noise_xk_client_talks_to_a_node(
             await stream.send_all(noise.write_message(client.node_id))
             assert noise.handshake_finished
 
-            # The node sends its init at once; decrypt the length, then the body.
-            length = noise.decrypt(await receive_exactly(stream, 18))
-            body = noise.decrypt(await receive_exactly(stream, int.from_bytes(length, "big") + 16))
-            init = PEER_MESSAGES.decode(body)
+            # The node sends its init at once.
+            init = PEER_MESSAGES.decode(await receive_frame(stream, noise))
             assert isinstance(init, Init) and init.chain_id == chain_id
 
             def frame(message: Any) -> bytes:
@@ -134,9 +138,7 @@ async def test_a_standard_noise_xk_client_talks_to_a_node(
                 return noise.encrypt(len(body).to_bytes(2, "big")) + noise.encrypt(body)
 
             await stream.send_all(frame(Init(1, chain_id, b"")) + frame(Ping(7, b"")))
-            length = noise.decrypt(await receive_exactly(stream, 18))
-            body = noise.decrypt(await receive_exactly(stream, int.from_bytes(length, "big") + 16))
-            assert PEER_MESSAGES.decode(body) == Pong(bytes(7))
+            assert PEER_MESSAGES.decode(await receive_frame(stream, noise)) == Pong(bytes(7))
             peers = await net.rpc("node", "peers")
             assert [p["node_id"] for p in peers if p["connected"]] == [client.node_id.hex()]
 

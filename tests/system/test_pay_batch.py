@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 DEADLINE = 120
 
 
-async def two_nodes_with_a_channel(processes: ProcessRegistry, root: Path) -> Network:
+async def two_nodes_with_a_channel(processes: ProcessRegistry, root: Path) -> tuple[Network, str]:
+    """Alice, funded, with a channel open to Bob; returns the network and Bob's node id."""
     net = Network(processes, root)
     await net.start_l1(block_time=0.1)
     alice = await net.init_node("alice")
@@ -33,16 +34,14 @@ async def two_nodes_with_a_channel(processes: ProcessRegistry, root: Path) -> Ne
     peer = {"node_id": bob, "host": "127.0.0.1", "port": bob_node.ready["port"]}
     await net.rpc("alice", "connect", peer)
     await net.rpc("alice", "open", {"node_id": bob, "amount": 50_000, "settle_timeout": 40})
-    net.bob_id = bob  # type: ignore[attr-defined]
-    return net
+    return net, bob
 
 
 async def test_a_batch_pays_every_line_and_sums_up(
     processes: ProcessRegistry, tmp_path: Path
 ) -> None:
     with trio.fail_after(DEADLINE):
-        net = await two_nodes_with_a_channel(processes, tmp_path)
-        bob = net.bob_id  # type: ignore[attr-defined]
+        net, bob = await two_nodes_with_a_channel(processes, tmp_path)
         invoice = (await net.rpc("bob", "invoice", {"amount": 70}))["invoice"]
         lines = [{"to": bob, "amount": 3}] * 40 + [{"invoice": invoice}]
         batch = tmp_path / "batch.jsonl"
@@ -71,8 +70,7 @@ async def test_a_bad_line_is_refused_before_anything_is_paid(
     processes: ProcessRegistry, tmp_path: Path
 ) -> None:
     with trio.fail_after(DEADLINE):
-        net = await two_nodes_with_a_channel(processes, tmp_path)
-        bob = net.bob_id  # type: ignore[attr-defined]
+        net, bob = await two_nodes_with_a_channel(processes, tmp_path)
         batch = tmp_path / "batch.jsonl"
         batch.write_text(
             json.dumps({"to": bob, "amount": 3}) + "\n" + '{"to": "zz", "amount": 1}\n'
@@ -87,8 +85,7 @@ async def test_the_batch_fails_fast_when_the_node_goes_away(
     processes: ProcessRegistry, tmp_path: Path
 ) -> None:
     with trio.fail_after(DEADLINE):
-        net = await two_nodes_with_a_channel(processes, tmp_path)
-        bob = net.bob_id  # type: ignore[attr-defined]
+        net, bob = await two_nodes_with_a_channel(processes, tmp_path)
         batch = tmp_path / "batch.jsonl"
         batch.write_text(
             "".join(json.dumps({"to": bob, "amount": 1}) + "\n" for _ in range(20_000))

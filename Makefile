@@ -36,4 +36,4 @@ bench: $(STAMP)
 	$(BIN)/p2pchan bench channel --payments 2000 --concurrency 1 --json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) p2pchan.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -99,8 +99,12 @@ class PaymentService:
         expiration = manager.height + lock_timeout
         payload = HopPayload(PAYLOAD_VERSION, amount, expiration, payload_secret).encode()
         held = HeldLock(Lock(amount, expiration, secrethash), payload)
+        # Checked again here, after any wait: a payment of the same hash may have started (or
+        # been signed and finished) meanwhile, and its secret is then known to the payee.
         if secrethash in manager.book.outgoing:
             raise UserError("a payment with this payment hash is already in progress")
+        if secrethash in manager.book.paid_or_pending:
+            raise UserError("a payment with this payment hash was already paid (or is pending)")
         record = PaymentRecord(
             secrethash,
             "out",

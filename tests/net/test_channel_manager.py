@@ -15,13 +15,16 @@ import trio
 from p2pchan.core.balance_proof import BalanceProof, sign_balance_proof
 from p2pchan.core.channel import Channel, ChannelConfig, ChannelStatus
 from p2pchan.core.direction import HeldLock
+from p2pchan.core.invoice import Invoice, encode_invoice
 from p2pchan.core.locks import Lock, locksroot
 from p2pchan.core.payments import HopPayload
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
+from p2pchan.errors import UserError
 from p2pchan.net import misbehaviour
 from p2pchan.net.chain_actions import ChainActions
-from p2pchan.net.channels import ChannelManager
+from p2pchan.net.channels import ChannelManager, now_ms
+from p2pchan.net.payments import PaymentService
 from p2pchan.storage.channels import ChannelTables
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
@@ -147,3 +150,32 @@ async def test_a_bad_counter_signature_is_scored_and_changes_nothing(setup: Setu
         await setup.manager.on_messages(setup.session, [bogus])  # type: ignore[arg-type]
         assert [points for points, _ in setup.session.faults] == [misbehaviour.MALFORMED_MESSAGE]
         assert stored_channel(setup.database) == before == setup.manager.channels[CHANNEL]
+
+
+class SlowLink:
+    """Stands in for the layer-1 link: while `pay` asks whether the invoice's secret is on
+    chain, another payment of the same invoice gets signed."""
+
+    def __init__(self, meanwhile: Any) -> None:
+        self.meanwhile = meanwhile
+
+    async def secret_block(self, secrethash: SecretHash) -> int | None:
+        self.meanwhile(secrethash)
+        return None
+
+
+async def test_an_invoice_paid_while_pay_waits_for_layer_1_is_not_paid_twice(
+    setup: Setup,
+) -> None:
+    payee = setup.partner
+    secret = Secret(os.urandom(32))
+    invoice = Invoice(
+        CHAIN, payee.node_id, 50, SecretHash(sha256(secret)), now_ms(), 3600, 0, "", b""
+    )
+    book = setup.manager.book
+    service = PaymentService(setup.manager, SlowLink(book.paid_or_pending.add))  # type: ignore[arg-type]
+    before = setup.manager.channels[CHANNEL]
+    with pytest.raises(UserError, match="already paid"):
+        await service.pay(encode_invoice(payee, invoice))
+    assert setup.manager.channels[CHANNEL] == before and not book.outgoing
+    assert setup.session.sent == []

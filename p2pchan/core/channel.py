@@ -114,8 +114,8 @@ class Theirs:
     failed_sent: frozenset[SecretHash] = frozenset()  # locks we told them we will not claim
     known_secrets: dict[SecretHash, Secret] = field(default_factory=dict)  # for their locks
     registered: dict[SecretHash, int] = field(default_factory=dict)  # we registered at block
-    # The nonce of the update we last refused, until we accept one again (not persisted): the
-    # partner's later updates in flight were built on it and cannot match our state.
+    # The nonce of the first update we refused in a row, until we accept one again (not
+    # persisted): the partner's updates in flight behind it were built on it.
     refused_nonce: int | None = field(default=None, compare=False)
 
 

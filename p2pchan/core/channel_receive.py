@@ -97,15 +97,7 @@ def on_update(
         state, effect = _recompute(channel, message, proof.nonce, height, registered)
         _check_proof_matches(channel, proof, state)
     except Refusal as refusal:
-        refused_before = channel.theirs.refused_nonce
-        if refused_before is not None and proof.nonce > refused_before and refusal.matters_after:
-            # Built on the update we just refused (the partner pipelines): not a fault; it
-            # will drop or resend it as that refusal says.
-            refusal = Refusal(
-                "stale_base", f"follows refused update {refused_before}", retryable=True
-            )
-        theirs = replace(channel.theirs, refused_nonce=proof.nonce)
-        return _refused(replace(channel, theirs=theirs), proof.nonce, refusal)
+        return _refused_update(channel, proof.nonce, refusal)
     signed = counter_sign(identity, message.proof)
     assert signed.counter_signature is not None
     removed = theirs.accepted.secrethashes - state.secrethashes
@@ -125,6 +117,21 @@ def on_update(
         # nobody would keep the locks of the settled proof.
         outputs.append(UpdateOnChain(channel.channel_id, (signed,)))
     return replace(channel, theirs=theirs), outputs
+
+
+def _refused_update(channel: Channel, nonce: int, refusal: Refusal) -> tuple[Channel, list[Output]]:
+    """Refuse an update. The updates an honest partner had in flight behind it (at most its
+    window) were built on it: they get a retryable, unscored `stale_base`, and the partner drops
+    or resends them as the first refusal says. Anything further is judged on its own."""
+    if not refusal.matters_after:
+        return _refused(channel, nonce, refusal)
+    first = channel.theirs.refused_nonce
+    if first is not None and first < nonce < first + channel.config.max_in_flight:
+        stale = Refusal("stale_base", f"follows refused update {first}", retryable=True)
+        return _refused(channel, nonce, stale)
+    return _refused(
+        replace(channel, theirs=replace(channel.theirs, refused_nonce=nonce)), nonce, refusal
+    )
 
 
 def _refused(channel: Channel, nonce: int, refusal: Refusal) -> tuple[Channel, list[Output]]:

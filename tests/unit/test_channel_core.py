@@ -709,6 +709,32 @@ def test_a_refusal_of_an_update_no_longer_in_flight_is_ignored() -> None:
     assert send.on_refused(pair.a, stale, pair.height) == (before, [])
 
 
+def pipelining_pair() -> Pair:
+    return Pair.open(config=ChannelConfig(max_in_flight=4))
+
+
+def overspending(signer: Identity, nonce: int) -> LockedTransfer:
+    return transfer(signer, nonce, [held_lock(5000, 30, nonce)])  # the partner has 1000
+
+
+def test_updates_in_flight_behind_a_refused_one_are_stale_base_and_unscored() -> None:
+    pair = pipelining_pair()
+    refused(pair, overspending(pair.identity_a, 1), "overspends")  # scored
+    for nonce in (2, 3, 4):  # what a window of 4 had in flight behind it
+        stale = refused(pair, overspending(pair.identity_a, nonce), "stale_base")
+        assert stale.retryable
+    refused(pair, overspending(pair.identity_a, 5), "overspends")  # beyond it: a new fault
+
+
+def test_a_refusal_no_pipelining_explains_excuses_nothing_after_it() -> None:
+    pair = pipelining_pair()
+    honest = transfer(pair.identity_a, 1, [pair.lock(100, 1)])
+    data = honest.proof.data
+    forged = SignedBalanceProof(data, MALLORY.sign(SigningTag.BALANCE_PROOF, data), None)
+    refused(pair, replace(honest, proof=forged), "bad_signature")
+    refused(pair, overspending(pair.identity_a, 2), "overspends")  # still scored
+
+
 def test_a_final_refusal_drops_the_update_and_its_locks_stay_live_until_removal_is_acked() -> None:
     pair = Pair.open()
     pair.queue("a", pair.lock(600, 1, expiration=pair.height))

@@ -21,7 +21,7 @@ from p2pchan.core.channel_receive import reminders
 from p2pchan.core.channel_send import on_processed, update_message
 from p2pchan.core.direction import DirectionState, HeldLock
 from p2pchan.core.locks import decode_locks, encode_locks, locksroot
-from p2pchan.core.outputs import Output, Send
+from p2pchan.core.outputs import OutgoingRemoved, Output, Send
 from p2pchan.errors import RemoteProtocolError
 from p2pchan.wire.channel_messages import ChannelSync, Processed
 
@@ -93,6 +93,8 @@ def _reconcile_ours(
         nonce=proof.nonce,
         our_last_nonce=ours.signed_nonce,
     )
+    # Payments queued for our next update were never signed: they fail, and may be paid again.
+    unsigned = tuple(h.secrethash for h in ours.queued_locks if not adopted.has_lock(h.secrethash))
     ours = replace(
         ours,
         acked=adopted,
@@ -101,4 +103,8 @@ def _reconcile_ours(
         signed_nonce=proof.nonce,
         queued_locks=(),
     )
-    return replace(channel, ours=ours), []
+    reason = "a newer proof of ours was adopted from the partner"
+    outputs: list[Output] = (
+        [OutgoingRemoved(channel.channel_id, unsigned, reason)] if unsigned else []
+    )
+    return replace(channel, ours=ours), outputs

@@ -392,6 +392,11 @@ class ChannelManager:
             self.config,
         )
         await self.add_channel(channel)
+        if self._session_of(partner) is not None:
+            # The connection started before we knew the channel, so the opener's channel_sync
+            # found none here: send ours now, or the opener waits for it until it reconnects.
+            # Nothing of ours is in flight on a new channel, so we wait for nothing.
+            await self.step(channel.channel_id, lambda c: (c, [Send(channel_sync.sync_message(c))]))
 
     async def add_channel(self, channel: Channel) -> None:
         """Start tracking a channel (ours just opened, or the partner's seen on chain)."""

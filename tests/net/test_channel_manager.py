@@ -21,6 +21,7 @@ from p2pchan.core.payments import HopPayload
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import UserError
+from p2pchan.l1.events import ChannelOpened
 from p2pchan.net import misbehaviour
 from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.channels import ChannelManager, now_ms
@@ -28,7 +29,7 @@ from p2pchan.net.payments import PaymentService
 from p2pchan.storage.channels import ChannelTables
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
-from p2pchan.wire.channel_messages import ChannelMessage, LockedTransfer, Processed
+from p2pchan.wire.channel_messages import ChannelMessage, ChannelSync, LockedTransfer, Processed
 
 CHAIN = ChainId(bytes(32))
 CHANNEL = ChannelId(sha256(b"a channel"))
@@ -179,3 +180,20 @@ async def test_an_invoice_paid_while_pay_waits_for_layer_1_is_not_paid_twice(
         await service.pay(encode_invoice(payee, invoice))
     assert setup.manager.channels[CHANNEL] == before and not book.outgoing
     assert setup.session.sent == []
+
+
+async def test_a_channel_learned_from_layer_1_is_synced_with_a_connected_partner(
+    setup: Setup,
+) -> None:
+    """The opener's channel_sync reached us before we knew the channel: it waits for ours."""
+    opened = ChannelOpened(
+        ChannelId(sha256(b"a new channel")), setup.partner.node_id, setup.us.node_id, 100
+    )
+
+    async def no_lookup(channel_id: ChannelId) -> None:
+        return None
+
+    await setup.manager.on_chain_block(11, (opened,), no_lookup)
+    syncs = [m for m in setup.session.sent if isinstance(m, ChannelSync)]
+    assert [m.channel_id for m in syncs] == [opened.channel_id]
+    assert not setup.manager.channels[opened.channel_id].awaiting_sync

@@ -1404,6 +1404,18 @@ def test_a_newer_proof_of_our_own_is_adopted_and_its_nonce_never_signed_again() 
     assert pair.b.theirs.accepted.nonce == 4
 
 
+def test_payments_queued_when_a_newer_proof_of_our_own_is_adopted_are_failed() -> None:
+    pair = Pair.open()
+    lost = pair.a  # what A still has after losing its newest state
+    pair.pay("a", 100, 1)
+    pair.a = lost
+    pair.queue("a", pair.lock(10, 2))  # queued (unsigned) when B's sync arrives
+    outputs = pair.deliver("a", sync.sync_message(pair.b))
+    [removed] = of_type(outputs, OutgoingRemoved)
+    assert removed.secrethashes == (secrethash(2),)
+    assert pair.a.ours.queued_locks == () and pair.a.ours.acked.nonce == 2
+
+
 def test_a_sync_with_an_older_or_equal_proof_changes_nothing() -> None:
     pair = Pair.open()
     pair.pay("a", 100, 1)

@@ -209,8 +209,17 @@ class ChannelManager:
         arrivals = self._arrivals.pop(channel.channel_id, [])
         if not arrivals:
             return channel, []
-        channel, refused, waiting = channel_send.queue_some(channel, [held for held, _ in arrivals])
-        reasons = {held.secrethash: reason for held, reason in refused}
+        # A lock that waited for a slot while blocks passed may be too close to its expiry: the
+        # payee would fail it, or the partner refuse the whole update it rides on as expired.
+        last_useful = self.height + channel.config.reveal_timeout
+        stale = {
+            held.secrethash: f"waited too long: the lock would expire by block {last_useful}"
+            for held, _ in arrivals
+            if held.lock.expiration_block <= last_useful
+        }
+        fresh = [held for held, _ in arrivals if held.secrethash not in stale]
+        channel, refused, waiting = channel_send.queue_some(channel, fresh)
+        reasons = stale | {held.secrethash: reason for held, reason in refused}
         still_waiting = {held.secrethash for held in waiting}
         oldest_allowed = now_ms() - int(ADMISSION_TIMEOUT * 1000)
         for held, payment in arrivals:

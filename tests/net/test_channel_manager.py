@@ -5,7 +5,7 @@ disk before its `processed` goes out (persist before you promise)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import trio
 
 from p2pchan.core.balance_proof import BalanceProof, sign_balance_proof
 from p2pchan.core.channel import Channel, ChannelConfig, ChannelStatus
+from p2pchan.core.channel_send import PaymentRefused
 from p2pchan.core.direction import HeldLock
 from p2pchan.core.invoice import Invoice, encode_invoice
 from p2pchan.core.locks import Lock, locksroot
@@ -25,8 +26,9 @@ from p2pchan.l1.events import ChannelOpened
 from p2pchan.net import misbehaviour
 from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.channels import ChannelManager, now_ms
+from p2pchan.net.payment_book import OutgoingPayment
 from p2pchan.net.payments import PaymentService
-from p2pchan.storage.channels import ChannelTables
+from p2pchan.storage.channels import ChannelTables, PaymentRecord
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
 from p2pchan.wire.channel_messages import ChannelMessage, ChannelSync, LockedTransfer, Processed
@@ -197,3 +199,37 @@ async def test_a_channel_learned_from_layer_1_is_synced_with_a_connected_partner
     syncs = [m for m in setup.session.sent if isinstance(m, ChannelSync)]
     assert [m.channel_id for m in syncs] == [opened.channel_id]
     assert not setup.manager.channels[opened.channel_id].awaiting_sync
+
+
+def outgoing(channel_id: ChannelId, amount: int, expiration: int) -> tuple[HeldLock, Any]:
+    secrethash = SecretHash(sha256(os.urandom(32)))
+    record = PaymentRecord(
+        secrethash, "out", b"p" * 32, channel_id, amount, 0, "pending", None, now_ms(), None, ""
+    )
+    return HeldLock(Lock(amount, expiration, secrethash)), OutgoingPayment(record)
+
+
+async def test_a_lock_too_close_to_its_expiry_is_refused_before_it_is_signed(
+    setup: Setup, nursery: trio.Nursery
+) -> None:
+    """A payment that waited for a lock slot while blocks passed: the payee would fail it, and
+    the partner would refuse the whole update as expired."""
+    manager = setup.manager
+    ours = replace(
+        manager.channels[CHANNEL], channel_id=ChannelId(sha256(b"ours")), our_deposit=500
+    )
+    await manager.add_channel(ours)
+    await nursery.start(manager.run)
+    last_useful = manager.height + ours.config.reveal_timeout
+    held, payment = outgoing(ours.channel_id, 10, last_useful)
+    with pytest.raises(PaymentRefused, match="waited too long"):
+        await manager.admit_payment(ours.channel_id, held, payment)
+    assert manager.channels[ours.channel_id] == ours and setup.session.sent == []
+    held, payment = outgoing(ours.channel_id, 10, last_useful + 1)
+    signed = trio.Event()
+    setup.session.on_send = lambda message: signed.set()
+    await manager.admit_payment(ours.channel_id, held, payment)
+    with trio.fail_after(5):
+        await signed.wait()  # the admission task signs it right after queueing it
+    [transfer] = setup.session.sent
+    assert isinstance(transfer, LockedTransfer) and transfer.locks == (held,)

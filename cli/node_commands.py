@@ -15,6 +15,7 @@ from rich.table import Table
 
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, load_key_file, write_key_file
 from p2pchan.errors import UserError
+from p2pchan.net.misbehave import Misbehave, parse_modes
 from p2pchan.net.node import NodeConfig, open_node
 from p2pchan.net.peers import PeerConfig
 from p2pchan.net.rpc_client import RpcClient
@@ -77,6 +78,14 @@ def init(ctx: click.Context) -> None:
 )
 @click.option("--alias", default="", help="A name shown to peers.")
 @click.option("--dev", is_flag=True, help="Allow dev-only commands (test attacks, debug RPCs).")
+@click.option(
+    "--misbehave",
+    default="",
+    metavar="MODE[,MODE]",
+    help="With --dev only: attack honest partners (for tests and chaos): "
+    + ", ".join(mode.value for mode in Misbehave)
+    + ". See docs/PROTOCOL.md.",
+)
 @click.option("--ping-interval", type=click.FloatRange(min=0), default=30.0, hidden=True)
 @click.option("--pong-timeout", type=click.FloatRange(min=0.01), default=20.0, hidden=True)
 @click.option("--reconnect-max", type=click.FloatRange(min=0.01), default=30.0, hidden=True)
@@ -93,6 +102,7 @@ def start(
     listen: str,
     alias: str,
     dev: bool,
+    misbehave: str,
     ping_interval: float,
     pong_timeout: float,
     reconnect_max: float,
@@ -101,6 +111,9 @@ def start(
     """Run the node in the foreground (SIGINT/SIGTERM stop it cleanly)."""
     server_logging(ctx)
     datadir = require_datadir(ctx)
+    modes = parse_modes(misbehave)
+    if modes and not dev:
+        raise UserError("--misbehave needs --dev: attack modes are for tests and chaos runs")
     listen_host, listen_port = parse_host_port(listen, "--listen")
     l1_host, l1_port = l1_address(ctx)
     config = NodeConfig(
@@ -111,6 +124,7 @@ def start(
         l1_port=l1_port,
         alias=alias,
         dev=dev,
+        misbehave=modes,
         peer=PeerConfig(
             ping_interval=ping_interval, pong_timeout=pong_timeout, reconnect_max=reconnect_max
         ),

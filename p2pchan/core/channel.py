@@ -81,6 +81,18 @@ class Ours:
     queued_expired: frozenset[SecretHash] = frozenset()
     queued_failed: frozenset[SecretHash] = frozenset()  # the partner sent lock_failed
     final_refusals: int = 0  # in a row
+    # A removal of ours was refused finally (the partner sees the channel closed, or will not
+    # remove the lock): removals wait for the next block instead of bouncing back at once
+    # (not persisted).
+    removals_held: bool = field(default=False, compare=False)
+    # The states of our updates the partner refused finally: it holds them signed (and may have
+    # accepted them after all, withholding its ack), so one may still win on chain and must be
+    # named then. Kept until a higher nonce of ours is counter-signed.
+    refused: tuple[DirectionState, ...] = ()
+    # Expired locks the partner would not let us remove in time: reported failed when we
+    # closed the channel over them (nobody can claim them any more), unlocked back to us on
+    # chain after settle. Their payments are never reported again.
+    abandoned: frozenset[SecretHash] = frozenset()
 
     @property
     def latest(self) -> DirectionState:
@@ -157,6 +169,11 @@ class Channel:
     coop_expiration: int | None = None  # we signed a cooperative settle valid until this block
     coop_terms: bytes | None = None  # the terms we asked the partner to sign, and our signature
     coop_signature: bytes | None = None
+    coop_partner_signature: bytes | None = None  # once the partner signed our request
+    coop_we_asked: bool = False  # our user asked to close: an unused settle falls back to force
+    coop_refused_until: int = 0  # the partner let terms we signed expire: no new ones till then
+    # Why the channel is in its state, when that is not obvious ("" otherwise): shown to users.
+    note: str = ""
     settled_unlocks: tuple[SettledLocks, ...] = ()  # on-chain unlocks still to submit
     # While closed: the nonces the contract holds for our direction and the partner's.
     chain_nonce_ours: int = 0
@@ -165,6 +182,10 @@ class Channel:
     # `cheat` is the dev attack mode's close without our own sent proofs.
     close_requested: bool = False
     close_cheat: bool = False
+    # What layer 1 paid each side once settled (settle payout, then on-chain unlocks added);
+    # None until then.
+    settled_ours: int | None = None
+    settled_theirs: int | None = None
     # Set when a connection to the partner starts, until its channel_sync arrives: no new
     # update goes out before our in-flight ones are resent in order (not persisted).
     awaiting_sync: bool = field(default=False, compare=False)

@@ -1,12 +1,17 @@
 """A channel meets layer 1: new blocks, contract events, and the on-chain duties they bring.
 
-Every block: locks of ours unresolved at E + 2 are queued for `lock_expired`; an incoming lock
-whose secret we know and that is not unlocked by E - reveal_timeout gets its secret registered
-on chain, and if it is still not unlocked reveal_timeout blocks later, we close. A close by the
-partner is answered at once with an `update` carrying our newest proofs of both directions
-(never near the window's end); after the window we settle; once a settled direction's locks
-have all expired we unlock them on chain (claims of secrets registered in time go to their
-receiver).
+Every block: locks of ours unresolved at E + 2 are queued for `lock_expired`; one still pending
+at E + 2 + reveal_timeout (the partner ignores or refuses its removal, or is gone) can no longer
+be claimed by anyone, so its payment is reported failed and, if the channel is open, we close it
+to unlock the lock back to us on chain. An incoming lock whose secret we know and that is not
+unlocked by E - reveal_timeout gets its secret registered on chain, and if it is still not
+unlocked reveal_timeout blocks later, we close. A close by the partner is answered at once with
+an `update` carrying our newest proofs of both directions (never near the window's end); after
+the window we settle; once a settled direction's locks have all expired we unlock them on chain
+(claims of secrets registered in time go to their receiver). A cooperative settle both sides
+signed is submitted again every block until the chain shows it or its terms expire; then a
+close our user asked for falls back to a forced close. Every duty is asked for again on every
+block until the chain shows it done, so a transaction lost in a layer-1 crash is sent again.
 """
 
 from __future__ import annotations
@@ -16,11 +21,17 @@ from dataclasses import replace
 
 from p2pchan.core.balance_proof import SignedBalanceProof
 from p2pchan.core.channel import Channel, ChannelStatus, SettledLocks, UpdateKind
-from p2pchan.core.channel_send import queue_removals, queue_unlocks, retransmissions
+from p2pchan.core.channel_send import (
+    drop_stale_queued,
+    queue_removals,
+    queue_unlocks,
+    retransmissions,
+)
 from p2pchan.core.direction import DirectionState, HeldLock
 from p2pchan.core.locks import encode_locks
 from p2pchan.core.outputs import (
     CloseOnChain,
+    CooperativeSettleOnChain,
     IncomingRemoved,
     IncomingUnlocked,
     OutgoingRemoved,
@@ -37,21 +48,26 @@ from p2pchan.types import Address, Secret, SecretHash
 
 EXPIRED_AFTER = 2  # lock_expired is sent once height >= E + 2
 RESUBMIT_AFTER = 3  # blocks before a secret registration that has not landed is sent again
+# Blocks after terms we signed for the partner expired unused during which we sign no new
+# ones: a partner asking again and again would otherwise freeze the channel.
+COOP_COOLDOWN_BLOCKS = 100
 
 
 def on_block(
     channel: Channel, height: int, registered: Mapping[SecretHash, int]
 ) -> tuple[Channel, list[Output]]:
-    outputs: list[Output] = []
-    if channel.coop_expiration is not None and height > channel.coop_expiration:
-        channel = replace(channel, coop_expiration=None, coop_terms=None, coop_signature=None)
-        reopen = channel.close_block is None and not channel.close_requested
-        if channel.status == ChannelStatus.CLOSING and reopen:
-            channel = channel.moved_to(ChannelStatus.OPEN)
+    if channel.ours.removals_held:  # a new block: refused removals may be tried again
+        channel = replace(channel, ours=replace(channel.ours, removals_held=False))
+    channel, outputs = _cooperative_duties(channel, height)
+    channel, stale = drop_stale_queued(channel, height)
+    if stale:
+        outputs.append(OutgoingRemoved(channel.channel_id, stale, "expired before it was sent"))
     if channel.status in (ChannelStatus.OPEN, ChannelStatus.CLOSING, ChannelStatus.CLOSED):
         channel = _expire_our_locks(channel, height, registered)
         channel, duties = _claim_duties(channel, height, registered)
         outputs += duties
+        channel, abandoned = _abandon_stuck_locks(channel, height, registered)
+        outputs += abandoned
     closing_asked = any(isinstance(output, CloseOnChain) for output in outputs)
     if channel.status == ChannelStatus.CLOSING and channel.close_requested and not closing_asked:
         # Asked for on every block until the chain shows the close: a lost transaction (a
@@ -74,6 +90,59 @@ def on_block(
     return channel, outputs
 
 
+def _cooperative_duties(channel: Channel, height: int) -> tuple[Channel, list[Output]]:
+    """Submit a cooperative settle both sides signed again on every block while its terms
+    last; once they expire unused, fall back to a forced close if our user asked to close, or
+    take payments again (and sign no new terms for a while) if the partner asked."""
+    expiration = channel.coop_expiration
+    if expiration is None:
+        return channel, []
+    if height <= expiration:
+        if (
+            channel.status == ChannelStatus.CLOSING
+            and channel.coop_we_asked
+            and channel.close_block is None
+        ):
+            output = cooperative_settle_output(channel)
+            return channel, [output] if output is not None else []
+        return channel, []
+    signed_by_both = channel.coop_partner_signature is not None
+    channel = replace(
+        channel,
+        coop_expiration=None,
+        coop_terms=None,
+        coop_signature=None,
+        coop_partner_signature=None,
+    )
+    we_asked, channel = channel.coop_we_asked, replace(channel, coop_we_asked=False)
+    if channel.status != ChannelStatus.CLOSING or channel.close_block is not None:
+        return channel, []
+    if channel.close_requested:
+        return channel, []  # a forced close was asked for meanwhile: it goes on
+    if we_asked and signed_by_both:
+        note = f"the cooperative close expired unused at block {expiration}: closing by force"
+        channel = replace(channel, close_requested=True, note=note)
+        return channel, [CloseOnChain(channel.channel_id, close_proofs(channel), note)]
+    if we_asked:
+        note = channel.note or f"the cooperative close was not signed by block {expiration}"
+    else:
+        note = f"the partner's cooperative close expired unused at block {expiration}"
+        channel = replace(channel, coop_refused_until=height + COOP_COOLDOWN_BLOCKS)
+    return replace(channel.moved_to(ChannelStatus.OPEN), note=note), []
+
+
+def cooperative_settle_output(channel: Channel) -> CooperativeSettleOnChain | None:
+    """The cooperative-settle transaction, once both signatures are known."""
+    theirs = channel.coop_partner_signature
+    if channel.coop_terms is None or channel.coop_signature is None or theirs is None:
+        return None
+    ours = channel.coop_signature
+    signature_a, signature_b = (ours, theirs) if channel.we_are_a else (theirs, ours)
+    return CooperativeSettleOnChain(
+        channel.channel_id, channel.coop_terms, signature_a, signature_b
+    )
+
+
 def _expire_our_locks(
     channel: Channel, height: int, registered: Mapping[SecretHash, int]
 ) -> Channel:
@@ -86,6 +155,43 @@ def _expire_our_locks(
         and registered.get(held.secrethash, height + 1) > held.lock.expiration_block
     ]
     return queue_removals(channel, expired=expired) if expired else channel
+
+
+def _abandon_stuck_locks(
+    channel: Channel, height: int, registered: Mapping[SecretHash, int]
+) -> tuple[Channel, list[Output]]:
+    """Our expired locks still pending at E + 2 + reveal_timeout: the partner ignores or
+    refuses their removal, withholds its ack, or is gone. Nobody can claim them any more (their
+    secret was not registered by E), so their payments fail now; an open channel is closed so
+    that the on-chain unlock gives them back to us. Locks we are paying out (secret known) are
+    not stuck: their payments succeeded."""
+    ours = channel.ours
+    deadline = EXPIRED_AFTER + channel.config.reveal_timeout
+    unlocking = set(ours.queued_unlocks)
+    unlocking.update(
+        h
+        for flight in ours.in_flight
+        if flight.kind == UpdateKind.UNLOCK
+        for h in flight.secrethashes
+    )
+    stuck = tuple(
+        held.secrethash
+        for held in ours.all_locks()
+        if height >= held.lock.expiration_block + deadline
+        and held.secrethash not in unlocking
+        and held.secrethash not in ours.abandoned
+        and registered.get(held.secrethash, height + 1) > held.lock.expiration_block
+    )
+    if not stuck:
+        return channel, []
+    reason = "expired, and the partner did not let us remove the lock: closing the channel"
+    outputs: list[Output] = [OutgoingRemoved(channel.channel_id, stuck, reason)]
+    channel = replace(channel, ours=replace(ours, abandoned=ours.abandoned | frozenset(stuck)))
+    if channel.status == ChannelStatus.OPEN:
+        note = f"the partner did not remove {len(stuck)} expired lock(s) of ours: closing"
+        channel = replace(channel.moved_to(ChannelStatus.CLOSING), close_requested=True, note=note)
+        outputs.append(CloseOnChain(channel.channel_id, close_proofs(channel), note))
+    return channel, outputs
 
 
 def _claim_duties(
@@ -168,7 +274,12 @@ def on_closed(
     we closed it, only a newer proof of the partner's can still help us; our own sent proof is
     the partner's to submit (and a dev `--cheat` close must stay the attack it is)."""
     channel = replace(
-        channel, close_block=close_block, closer=closer, coop_expiration=None, close_requested=False
+        channel,
+        close_block=close_block,
+        closer=closer,
+        coop_expiration=None,
+        coop_we_asked=False,
+        close_requested=False,
     )
     channel = channel.moved_to(ChannelStatus.CLOSED)
     outputs: list[Output] = []
@@ -234,13 +345,23 @@ def on_secret_registered(
 
 
 def on_settled(
-    channel: Channel, chain_nonce_ours: int, chain_nonce_theirs: int
+    channel: Channel,
+    chain_nonce_ours: int,
+    chain_nonce_theirs: int,
+    *,
+    payout_ours: int = 0,
+    payout_theirs: int = 0,
 ) -> tuple[Channel, list[Output]]:
     """Settled on chain: whichever of our states won holds the locks to unlock on chain; locks
-    of ours in no winning state can no longer be claimed."""
-    channel = channel.moved_to(ChannelStatus.SETTLED)
+    of ours in no winning state can no longer be claimed. The payouts are what layer 1 paid
+    each side now (the withheld locks follow with `unlock`)."""
+    channel = replace(
+        channel.moved_to(ChannelStatus.SETTLED),
+        settled_ours=payout_ours,
+        settled_theirs=payout_theirs,
+    )
     ours = channel.ours
-    candidates = [ours.acked] + [flight.state for flight in ours.in_flight]
+    candidates = [ours.acked, *(flight.state for flight in ours.in_flight), *ours.refused]
     ours_state = next((s for s in candidates if s.nonce == chain_nonce_ours), DirectionState())
     theirs_state = (
         channel.theirs.accepted
@@ -269,16 +390,26 @@ def on_settled(
     outputs: list[Output] = []
     if paid:
         outputs.append(OutgoingSettled(channel.channel_id, paid))
-    if dead:
-        outputs.append(OutgoingRemoved(channel.channel_id, dead, "not in the settled state"))
+    channel, reported = _not_abandoned(channel, dead)
+    if reported:
+        outputs.append(OutgoingRemoved(channel.channel_id, reported, "not in the settled state"))
     return replace(channel, settled_unlocks=unlocks), outputs
 
 
 def on_unlocked(
-    channel: Channel, sender: Address, registered: Mapping[SecretHash, int]
+    channel: Channel,
+    sender: Address,
+    registered: Mapping[SecretHash, int],
+    *,
+    to_receiver: int = 0,
+    to_sender: int = 0,
 ) -> tuple[Channel, list[Output]]:
     """A settled direction was unlocked on chain: each lock went to its receiver if its secret
     was registered in time, else back to its sender."""
+    if sender == channel.us:
+        channel = _paid_on_chain(channel, ours=to_sender, theirs=to_receiver)
+    else:
+        channel = _paid_on_chain(channel, ours=to_receiver, theirs=to_sender)
     settled = next((s for s in channel.settled_unlocks if s.sender == sender), None)
     if settled is None:
         return channel, []
@@ -293,8 +424,9 @@ def on_unlocked(
     if sender == channel.us:
         if claimed:
             outputs.append(OutgoingSettled(channel.channel_id, _hashes(claimed)))
-        if returned:
-            outputs.append(OutgoingRemoved(channel.channel_id, returned, "expired on chain"))
+        channel, reported = _not_abandoned(channel, returned)
+        if reported:
+            outputs.append(OutgoingRemoved(channel.channel_id, reported, "expired on chain"))
     else:
         if claimed:
             outputs.append(IncomingUnlocked(channel.channel_id, claimed))
@@ -302,6 +434,27 @@ def on_unlocked(
             outputs.append(IncomingRemoved(channel.channel_id, returned))
     remaining = tuple(s for s in channel.settled_unlocks if s.sender != sender)
     return replace(channel, settled_unlocks=remaining), outputs
+
+
+def _paid_on_chain(channel: Channel, *, ours: int, theirs: int) -> Channel:
+    return replace(
+        channel,
+        settled_ours=(channel.settled_ours or 0) + ours,
+        settled_theirs=(channel.settled_theirs or 0) + theirs,
+    )
+
+
+def _not_abandoned(
+    channel: Channel, secrethashes: tuple[SecretHash, ...]
+) -> tuple[Channel, tuple[SecretHash, ...]]:
+    """The locks among these whose payments are still to be reported failed: those abandoned
+    earlier were reported then. They leave the abandoned set (they are gone now)."""
+    abandoned = channel.ours.abandoned
+    if not abandoned:
+        return channel, secrethashes
+    reported = tuple(h for h in secrethashes if h not in abandoned)
+    left = abandoned - frozenset(secrethashes)
+    return replace(channel, ours=replace(channel.ours, abandoned=left)), reported
 
 
 def _hashes(locks: tuple[HeldLock, ...]) -> tuple[SecretHash, ...]:

@@ -3,7 +3,9 @@ at once.
 
 Only with no lock pending and no update in flight either way. The requester signs terms that
 expire a few blocks ahead; from then until that expiration neither side sends nor accepts
-transfers on the channel, whether or not the partner signs too.
+transfers on the channel, whether or not the partner signs too. The requester submits the
+settle, again on every block until the chain shows it (`channel_chain`); terms that expire
+unused make a close our user asked for a forced one.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from p2pchan.core.channel import Channel, ChannelStatus
+from p2pchan.core.channel_chain import cooperative_settle_output
+from p2pchan.core.channel_receive import REFUSAL_POINTS
 from p2pchan.core.coop_settle import CooperativeSettle
-from p2pchan.core.outputs import CooperativeSettleOnChain, Output, Send
+from p2pchan.core.outputs import Fault, Output, Send
 from p2pchan.crypto.keys import Identity
 from p2pchan.crypto.signing import SigningTag, is_valid
 from p2pchan.errors import RemoteProtocolError, UserError
@@ -52,9 +56,19 @@ def _terms(channel: Channel, expiration: int) -> CooperativeSettle:
 def request_settle(
     channel: Channel, identity: Identity, height: int
 ) -> tuple[Channel, list[Output]]:
+    """Sign final balances and ask the partner to sign them too. Asking again while our terms
+    last sends the same terms (the partner answers them again without counting it against us)."""
+    if channel.coop_we_asked and channel.coop_terms is not None and channel.coop_signature:
+        request = SettleRequest(channel.channel_id, channel.coop_terms, channel.coop_signature)
+        return channel, [Send(request)]
     problem = _settled_view_problem(channel)
     if problem is not None:
         raise CooperativeCloseRefused(f"cannot settle cooperatively: {problem}")
+    if channel.coop_expiration is not None:
+        raise CooperativeCloseRefused(
+            "cannot settle cooperatively: the partner's cooperative close is pending until "
+            f"block {channel.coop_expiration}"
+        )
     expiration = height + COOP_VALIDITY_BLOCKS
     terms = _terms(channel, expiration).encode()
     signature = identity.sign(SigningTag.COOP_SETTLE, terms)
@@ -63,6 +77,9 @@ def request_settle(
         coop_expiration=expiration,
         coop_terms=terms,
         coop_signature=signature,
+        coop_partner_signature=None,
+        coop_we_asked=True,
+        note="",
     )
     return channel, [Send(SettleRequest(channel.channel_id, terms, signature))]
 
@@ -70,20 +87,44 @@ def request_settle(
 def on_settle_request(
     channel: Channel, message: SettleRequest, identity: Identity, height: int
 ) -> tuple[Channel, list[Output]]:
-    """Sign the partner's terms if they match our view exactly; otherwise say why not."""
+    """Sign the partner's terms if they match our view exactly; otherwise say why not. Terms we
+    signed freeze the channel until they expire, so a partner asking for other terms while ours
+    are pending, or asking again soon after letting signed terms expire unused, is refused and
+    scored (it could otherwise keep the channel from taking payments)."""
 
-    def refuse(reason: str) -> tuple[Channel, list[Output]]:
-        return channel, [Send(SettleResponse(channel.channel_id, None, reason))]
+    def refuse(reason: str, *, scored: bool = False) -> tuple[Channel, list[Output]]:
+        outputs: list[Output] = [Send(SettleResponse(channel.channel_id, None, reason))]
+        if scored:
+            outputs.append(Fault(REFUSAL_POINTS, f"cooperative settle request refused: {reason}"))
+        return channel, outputs
 
     problem = _settled_view_problem(channel)
     if problem is not None:
         return refuse(problem)
+    if height < channel.coop_refused_until:
+        return refuse(
+            "terms I signed for you expired unused; I sign no new ones before block "
+            f"{channel.coop_refused_until}",
+            scored=True,
+        )
+    if channel.coop_expiration is not None:
+        if channel.coop_we_asked:
+            return refuse("a cooperative close of mine is pending")
+        if (
+            message.terms == channel.coop_terms
+            and message.signature == channel.coop_partner_signature
+        ):
+            assert channel.coop_signature is not None
+            return channel, [Send(SettleResponse(channel.channel_id, channel.coop_signature, ""))]
+        return refuse(
+            f"terms I signed are pending until block {channel.coop_expiration}", scored=True
+        )
     try:
         terms = CooperativeSettle.decode(message.terms)
     except RemoteProtocolError as error:
-        return refuse(f"malformed terms: {error}")
+        return refuse(f"malformed terms: {error}", scored=True)
     if not is_valid(channel.partner, SigningTag.COOP_SETTLE, message.terms, message.signature):
-        return refuse("the terms are not signed by you")
+        return refuse("the terms are not signed by you", scored=True)
     if not height < terms.expiration_block <= height + 2 * COOP_VALIDITY_BLOCKS:
         return refuse(f"expiration {terms.expiration_block} is not a few blocks after {height}")
     if terms != _terms(channel, terms.expiration_block):
@@ -94,6 +135,8 @@ def on_settle_request(
         coop_expiration=terms.expiration_block,
         coop_terms=message.terms,
         coop_signature=signature,
+        coop_partner_signature=message.signature,
+        coop_we_asked=False,
     )
     return channel, [Send(SettleResponse(channel.channel_id, signature, ""))]
 
@@ -101,20 +144,29 @@ def on_settle_request(
 def on_settle_response(
     channel: Channel, message: SettleResponse
 ) -> tuple[Channel, list[Output], str | None]:
-    """Combine both signatures into the transaction; or the partner's reason for refusing."""
-    if channel.coop_terms is None or channel.coop_signature is None:
+    """Combine both signatures into the transaction (submitted again on every block until the
+    chain shows it: `channel_chain`); or keep the partner's reason for refusing."""
+    if not channel.coop_we_asked or channel.coop_terms is None or channel.coop_signature is None:
         return channel, [], "no cooperative settle was requested"
     if message.signature is None:
-        return channel, [], message.refusal or "refused"
+        refusal = message.refusal or "refused"
+        note = f"the partner refused to close cooperatively: {refusal}"
+        return replace(channel, note=note[:200]), [], refusal
     if not is_valid(channel.partner, SigningTag.COOP_SETTLE, channel.coop_terms, message.signature):
         return channel, [], "the partner's signature does not verify"
-    ours, theirs = channel.coop_signature, message.signature
-    signature_a, signature_b = (ours, theirs) if channel.we_are_a else (theirs, ours)
-    output = CooperativeSettleOnChain(
-        channel.channel_id, channel.coop_terms, signature_a, signature_b
-    )
+    channel = replace(channel, coop_partner_signature=message.signature)
+    output = cooperative_settle_output(channel)
+    assert output is not None
     return channel, [output], None
 
 
-def on_cooperatively_settled(channel: Channel) -> Channel:
-    return replace(channel.moved_to(ChannelStatus.SETTLED), coop_expiration=None)
+def on_cooperatively_settled(
+    channel: Channel, *, balance_ours: int = 0, balance_theirs: int = 0
+) -> Channel:
+    return replace(
+        channel.moved_to(ChannelStatus.SETTLED),
+        coop_expiration=None,
+        coop_we_asked=False,
+        settled_ours=balance_ours,
+        settled_theirs=balance_theirs,
+    )

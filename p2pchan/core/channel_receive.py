@@ -44,6 +44,7 @@ from p2pchan.wire.channel_messages import (
 # Misbehaviour points for an update we refuse finally (a malformed one costs more).
 REFUSAL_POINTS = 10
 MALFORMED_POINTS = 20
+RETRYABLE_POINTS = 5  # only beyond the peer's budget of retryable refusals (see `Fault`)
 
 
 class Refusal(Exception):
@@ -123,7 +124,8 @@ def _refused_update(channel: Channel, nonce: int, refusal: Refusal) -> tuple[Cha
     """Refuse an update. The updates an honest partner had in flight behind it (at most its
     window) were built on it: they get a retryable, unscored `stale_base`, and the partner drops
     or resends them as the first refusal says. Anything further is judged on its own."""
-    if not refusal.matters_after:
+    if not refusal.matters_after or nonce <= channel.theirs.accepted.nonce:
+        # Nothing an honest partner had in flight was built on a stale or unverifiable update.
         return _refused(channel, nonce, refusal)
     first = channel.theirs.refused_nonce
     if first is not None and first < nonce < first + channel.config.max_in_flight:
@@ -139,9 +141,14 @@ def _refused(channel: Channel, nonce: int, refusal: Refusal) -> tuple[Channel, l
         channel.channel_id, nonce, refusal.code, refusal.reason[:512], refusal.retryable
     )
     outputs: list[Output] = [Send(message)]
-    if not refusal.retryable and refusal.scored:
+    reason = f"refused update {nonce}: {refusal.code}: {refusal.reason}"
+    if refusal.retryable:
+        # Honest partners meet these by timing, a few per block; beyond a small budget per
+        # minute they are spam (each costs us a signature check and a reply) and scored.
+        outputs.append(Fault(RETRYABLE_POINTS, reason, budgeted=True))
+    elif refusal.scored:
         points = MALFORMED_POINTS if refusal.code == "malformed" else REFUSAL_POINTS
-        outputs.append(Fault(points, f"refused update {nonce}: {refusal.code}: {refusal.reason}"))
+        outputs.append(Fault(points, reason))
     return channel, outputs
 
 

@@ -43,6 +43,24 @@ class PaymentRefused(UserError):
     """This channel cannot take this payment now (capacity, lock limit, status)."""
 
 
+def too_late_to_send(channel: Channel, held: HeldLock, height: int) -> bool:
+    """A new lock expiring within reveal_timeout blocks is not worth signing: the payee would
+    fail it (a hop accepts only E - height > reveal_timeout), and one already expired in the
+    partner's view makes it refuse the whole update it rides on."""
+    return held.lock.expiration_block <= height + channel.config.reveal_timeout
+
+
+def drop_stale_queued(channel: Channel, height: int) -> tuple[Channel, tuple[SecretHash, ...]]:
+    """Queued (never signed) locks that became too late to send while waiting for the window:
+    their payments fail now (nothing was promised)."""
+    queued = channel.ours.queued_locks
+    stale = tuple(held.secrethash for held in queued if too_late_to_send(channel, held, height))
+    if not stale:
+        return channel, ()
+    kept = tuple(held for held in queued if held.secrethash not in stale)
+    return replace(channel, ours=replace(channel.ours, queued_locks=kept)), stale
+
+
 def queue_locks(channel: Channel, locks: Sequence[HeldLock]) -> Channel:
     """Queue new outgoing locks for the next update, or refuse them all."""
     queued, refused, waiting = queue_some(channel, locks)
@@ -163,7 +181,7 @@ def next_update(channel: Channel, identity: Identity) -> tuple[Channel, BalanceU
         )
         rest = {h: s for h, s in ours.queued_unlocks.items() if h not in unlocks}
         ours = replace(ours, queued_unlocks=rest)
-    elif expired and not closed:
+    elif expired and not closed and not ours.removals_held:
         state = base.removing(nonce, expired)
         flight = InFlight(
             UpdateKind.LOCK_EXPIRED,
@@ -172,7 +190,7 @@ def next_update(channel: Channel, identity: Identity) -> tuple[Channel, BalanceU
             secrethashes=tuple(expired),
         )
         ours = replace(ours, queued_expired=frozenset())
-    elif removed and not closed:
+    elif removed and not closed and not ours.removals_held:
         state = base.removing(nonce, removed)
         flight = InFlight(
             UpdateKind.LOCK_REMOVED,
@@ -244,15 +262,21 @@ def on_processed(channel: Channel, message: Processed) -> tuple[Channel, list[Ou
     outputs: list[Output] = []
     dropped = ours.dropped
     acked_flights = ours.in_flight[: index + 1]
+    abandoned = ours.abandoned
     for done in acked_flights:
         if done.kind == UpdateKind.UNLOCK:
             outputs.append(OutgoingSettled(channel.channel_id, done.secrethashes))
-        elif done.kind == UpdateKind.LOCK_EXPIRED:
-            outputs.append(OutgoingRemoved(channel.channel_id, done.secrethashes, "expired"))
-        elif done.kind == UpdateKind.LOCK_REMOVED:
+            continue
+        if done.kind == UpdateKind.LOCK_REMOVED:
             gone = set(done.secrethashes)
             dropped = tuple(held for held in dropped if held.secrethash not in gone)
-            outputs.append(OutgoingRemoved(channel.channel_id, done.secrethashes, "failed"))
+        if done.kind in (UpdateKind.LOCK_EXPIRED, UpdateKind.LOCK_REMOVED):
+            # Abandoned locks (reported failed when we closed over them) are not reported again.
+            reported = tuple(h for h in done.secrethashes if h not in abandoned)
+            abandoned = abandoned - frozenset(done.secrethashes)
+            reason = "expired" if done.kind == UpdateKind.LOCK_EXPIRED else "failed"
+            if reported:
+                outputs.append(OutgoingRemoved(channel.channel_id, reported, reason))
     # The ack of a lock_removed (mostly the clean-up after a refusal) does not break a row of
     # final refusals: else a partner refusing every transfer would never stop new payments.
     only_removals = all(done.kind == UpdateKind.LOCK_REMOVED for done in acked_flights)
@@ -262,7 +286,9 @@ def on_processed(channel: Channel, message: Processed) -> tuple[Channel, list[Ou
         acked_proof=signed,
         in_flight=ours.in_flight[index + 1 :],
         dropped=dropped,
+        refused=tuple(state for state in ours.refused if state.nonce > flight.state.nonce),
         final_refusals=ours.final_refusals if only_removals else 0,
+        abandoned=abandoned,
     )
     # Work queued again while it was in flight (a reveal or lock_failed reminder, an expiry
     # seen on the next block) is done once no lock of our newest state is left for it.
@@ -302,10 +328,13 @@ def on_refused(channel: Channel, message: Refused, height: int) -> tuple[Channel
             expired.update(later.secrethashes)
         elif later.kind == UpdateKind.LOCK_REMOVED:
             failed.update(later.secrethashes)
+    refused_removal = affected[0].kind in (UpdateKind.LOCK_EXPIRED, UpdateKind.LOCK_REMOVED)
     ours = replace(
         ours,
         in_flight=kept,
+        removals_held=ours.removals_held or refused_removal,
         dropped=ours.dropped + dropped_locks,
+        refused=ours.refused + tuple(flight.state for flight in affected),
         queued_unlocks=unlocks,
         queued_expired=frozenset(expired),
         queued_failed=frozenset(failed),
@@ -349,7 +378,8 @@ def on_reveal_secret(channel: Channel, message: RevealSecret) -> tuple[Channel, 
     """The partner revealed secrets of our locks: it took those payments; unlock them."""
     ours = channel.ours
     learned: dict[SecretHash, Secret] = {}
-    ours_locks = {held.secrethash for held in ours.all_locks()}
+    # An abandoned lock expired unclaimed and its payment was reported failed: too late to pay.
+    ours_locks = {held.secrethash for held in ours.all_locks()} - ours.abandoned
     for secret in message.secrets:
         secrethash = SecretHash(sha256(secret))
         if secrethash in ours_locks:

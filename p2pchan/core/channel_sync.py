@@ -100,6 +100,7 @@ def _reconcile_ours(
         acked=adopted,
         acked_proof=held,
         in_flight=(),
+        refused=(),
         signed_nonce=proof.nonce,
         queued_locks=(),
     )

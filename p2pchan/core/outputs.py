@@ -21,10 +21,13 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """The partner broke the protocol: score it (a final refusal we sent, or a bad ack)."""
+    """The partner broke the protocol: score it (a final refusal we sent, or a bad ack).
+    A `budgeted` fault is one an honest partner commits now and then by timing (a retryable
+    refusal): it is scored only beyond a small budget per peer per minute."""
 
     points: float
     reason: str
+    budgeted: bool = False
 
 
 # -- what happened to locks ------------------------------------------------------------------

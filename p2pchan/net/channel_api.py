@@ -35,13 +35,20 @@ def channel_json(channel: Channel) -> dict[str, Any]:
         "peer": channel.partner.hex(),
         "state": str(channel.status),
         "capacity": channel.capacity,
-        "local_balance": channel.local_balance(),
-        "remote_balance": channel.remote_balance(),
+        "local_balance": _settled_or(channel.settled_ours, channel.local_balance()),
+        "remote_balance": _settled_or(channel.settled_theirs, channel.remote_balance()),
         "pending_locks": _pending_locks(channel),
+        "settled_balance": channel.settled_ours,
+        "note": channel.note,
         "our_deposit": channel.our_deposit,
         "partner_deposit": channel.partner_deposit,
         "settle_timeout": channel.settle_timeout,
     }
+
+
+def _settled_or(paid: int | None, off_chain: int) -> int:
+    """Once settled, what layer 1 paid (a lost dispute and on-chain unlocks included)."""
+    return off_chain if paid is None else paid
 
 
 def _pending_locks(channel: Channel) -> int:
@@ -145,8 +152,20 @@ def register_channel_api(node: Node) -> None:
                 raise UserError(
                     f"the partner refused to settle cooperatively ({refusal}): use --force"
                 )
-        if wait:
+        if wait and force:
             await manager.wait_until(lambda: _settled(manager.channels[channel_id]))
+        elif wait:
+            # Until settled, or until the terms expire unused (then it falls back to a forced
+            # close, which the user should hear about rather than wait through unknowingly).
+            await manager.wait_until(
+                lambda: (
+                    _settled(manager.channels[channel_id])
+                    or manager.channels[channel_id].coop_expiration is None
+                )
+            )
+            channel = manager.channels[channel_id]
+            if channel.status != ChannelStatus.SETTLED:
+                raise UserError(channel.note or "the cooperative close did not land in time")
         return channel_json(manager.channels[channel_id])
 
     async def send(params: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from p2pchan.l1.events import (
 from p2pchan.l1.state import ChannelRecord
 from p2pchan.net import misbehaviour
 from p2pchan.net.chain_actions import ChainActions, ChainDuty
+from p2pchan.net.misbehave import HONEST, Attacks, Misbehave, retryable_bait
 from p2pchan.net.payment_book import OutgoingPayment, PaymentBook
 from p2pchan.net.peer import PeerSession
 from p2pchan.storage.channels import (
@@ -84,8 +85,10 @@ class ChannelManager:
         actions: ChainActions,
         sessions: Callable[[Address], PeerSession | None],
         config: ChannelConfig,
+        attacks: Attacks = HONEST,
     ) -> None:
         self.identity = identity
+        self.attacks = attacks  # dev attack modes (`--misbehave`); empty on honest nodes
         self.us = identity.node_id
         self.chain_id = chain_id
         self.database = database
@@ -151,7 +154,7 @@ class ChannelManager:
             self.channels[channel_id] = channel
         self._notify_changed()
         self.book.notify()
-        await self._carry_out(channel, outputs)
+        await self._carry_out(channel, self.attacks.outgoing(outputs) if self.attacks else outputs)
         if stored > computed:
             log.debug(
                 "channel_step",
@@ -215,7 +218,7 @@ class ChannelManager:
         stale = {
             held.secrethash: f"waited too long: the lock would expire by block {last_useful}"
             for held, _ in arrivals
-            if held.lock.expiration_block <= last_useful
+            if channel_send.too_late_to_send(channel, held, self.height)
         }
         fresh = [held for held, _ in arrivals if held.secrethash not in stale]
         channel, refused, waiting = channel_send.queue_some(channel, fresh)
@@ -239,7 +242,7 @@ class ChannelManager:
         update, and fail queued payments the channel can no longer take."""
         extra: list[Output] = []
         for output in outputs:
-            if isinstance(output, IncomingLocks):
+            if isinstance(output, IncomingLocks) and not self.attacks.withholds_decisions:
                 claims, declines = self.book.decide_incoming(
                     channel, output.locks, height=self.height, now_ms=now_ms(), batch=batch
                 )
@@ -296,8 +299,16 @@ class ChannelManager:
         channel_id = messages[0].channel_id
         channel = self.channels.get(channel_id)
         if channel is None or channel.partner != session.node_id:
+            if channel is None and all(isinstance(m, ChannelSync) for m in messages):
+                # An honest race: the partner opened it in a block we have not processed yet.
+                log.info("sync_for_unknown_channel", channel=channel_id.hex())
+                return
             session.fault(misbehaviour.UNEXPECTED_MESSAGE, "message for an unknown channel")
             return
+        if self.attacks:
+            messages, replies = self.attacks.incoming(messages)
+            for reply in replies:
+                await session.send(reply)
         transitions = [self._transition_for(message) for message in messages]
 
         def apply_all(channel: Channel) -> tuple[Channel, list[Output]]:
@@ -314,7 +325,7 @@ class ChannelManager:
         outputs = await self.step(channel_id, apply_all)
         for output in outputs:
             if isinstance(output, Fault):
-                session.fault(output.points, output.reason)
+                session.fault(output.points, output.reason, budgeted=output.budgeted)
 
     def _transition_for(self, message: ChannelMessage) -> Transition:
         if isinstance(message, BalanceUpdate):
@@ -385,6 +396,27 @@ class ChannelManager:
                 )
         if batch:
             await self.database.run(lambda connection: self.tables.write(connection, batch))
+        if self.attacks:
+            await self._attack(height)
+
+    async def _attack(self, height: int) -> None:
+        """Dev attack modes that act on their own, once a block: spam updates the partner must
+        refuse retryably; ask for a cooperative settle and never submit it."""
+        for channel in list(self.channels.values()):
+            session = self._session_of(channel.partner)
+            if session is None or channel.status != ChannelStatus.OPEN:
+                continue
+            if Misbehave.SPAM_RETRYABLE in self.attacks:
+                for message in retryable_bait(channel, self.identity, height):
+                    await session.send(message)
+            if Misbehave.COOP_FREEZE in self.attacks and not channel.ours.in_flight:
+                try:
+                    _, outputs = channel_close.request_settle(channel, self.identity, height)
+                except channel_close.CooperativeCloseRefused:
+                    continue
+                for output in outputs:
+                    if isinstance(output, Send):
+                        await session.send(output.message)
 
     async def _ensure_channel(self, event: ChannelOpened) -> None:
         if event.channel_id in self.channels:
@@ -458,13 +490,27 @@ class ChannelManager:
             if record is None:
                 return
             transition = lambda c: channel_chain.on_settled(  # noqa: E731
-                c, *self._record_nonces(c, record)
+                c,
+                *self._record_nonces(c, record),
+                payout_ours=event.payout_a if c.we_are_a else event.payout_b,
+                payout_theirs=event.payout_b if c.we_are_a else event.payout_a,
             )
         elif isinstance(event, ChannelCooperativelySettled):
-            transition = lambda c: (channel_close.on_cooperatively_settled(c), [])  # noqa: E731
+            transition = lambda c: (  # noqa: E731
+                channel_close.on_cooperatively_settled(
+                    c,
+                    balance_ours=event.balance_a if c.we_are_a else event.balance_b,
+                    balance_theirs=event.balance_b if c.we_are_a else event.balance_a,
+                ),
+                [],
+            )
         elif isinstance(event, ChannelUnlocked):
             transition = lambda c: channel_chain.on_unlocked(  # noqa: E731
-                c, event.sender, self.registered
+                c,
+                event.sender,
+                self.registered,
+                to_receiver=event.to_receiver,
+                to_sender=event.to_sender,
             )
         else:
             return

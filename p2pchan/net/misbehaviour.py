@@ -14,6 +14,10 @@ from p2pchan.types import NodeId
 # Points per fault: a malformed message, a message not allowed now, an unanswered protocol duty.
 MALFORMED_MESSAGE = 20
 UNEXPECTED_MESSAGE = 10
+# Faults an honest peer commits now and then by timing (retryable refusals: its height ahead of
+# ours, a lock_expired a block early) are free up to this many a minute per session; beyond,
+# each is scored, so a peer spamming them is banned and its work bounded.
+BUDGET_PER_MINUTE = 60
 
 
 @dataclass

@@ -27,6 +27,7 @@ from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.chain_watch import ChainWatcher
 from p2pchan.net.channels import ChannelManager
 from p2pchan.net.l1_link import L1Link
+from p2pchan.net.misbehave import Attacks, Misbehave
 from p2pchan.net.payments import PaymentService
 from p2pchan.net.peer import PeerSession
 from p2pchan.net.peers import PeerConfig, PeerManager
@@ -53,6 +54,7 @@ class NodeConfig:
     l1_port: int
     alias: str = ""
     dev: bool = False
+    misbehave: frozenset[Misbehave] = frozenset()  # dev attack modes (refused without `dev`)
     peer: PeerConfig = field(default_factory=PeerConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
 
@@ -98,7 +100,13 @@ class Node:
             on_session=self._on_session,
         )
         self.channels = ChannelManager(
-            identity, chain_id, database, self.actions, self._session_of, config.channel
+            identity,
+            chain_id,
+            database,
+            self.actions,
+            self._session_of,
+            config.channel,
+            Attacks(config.misbehave),
         )
         self.payments = PaymentService(self.channels, self.link)
         processed = database.run_now(load_processed_block) or 0
@@ -173,6 +181,8 @@ class Node:
 
 
 async def open_node(config: NodeConfig) -> Node:
+    if config.misbehave and not config.dev:
+        raise UserError("--misbehave needs a node started with --dev")
     identity = load_key_file(config.datadir / KEY_FILE_NAME)
     lock = DatadirLock(config.datadir)
     lock.acquire()

@@ -83,6 +83,8 @@ class PeerSession:
         self.messages_received = 0
         self.messages_sent = 0
         self.pings_received = 0
+        self._budget_window_start = trio.current_time()
+        self._budget_used = 0  # budgeted faults in the current minute
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -220,11 +222,23 @@ class PeerSession:
             return message
         return None
 
-    def fault(self, points: float, reason: str) -> None:
-        """Score a fault of the peer's; end the session if that bans it."""
+    def fault(self, points: float, reason: str, *, budgeted: bool = False) -> None:
+        """Score a fault of the peer's; end the session if that bans it. A `budgeted` fault
+        (one an honest peer commits now and then by timing) is scored only beyond
+        `misbehaviour.BUDGET_PER_MINUTE` of them."""
+        if budgeted and self._within_budget():
+            log.debug("peer_fault_tolerated", peer=self.node_id.hex(), reason=reason)
+            return
         log.warning("peer_misbehaved", peer=self.node_id.hex(), points=points, reason=reason)
         if self._report_fault(self, points, reason):
             raise SessionEnded(f"banned for misbehaviour ({reason})")
+
+    def _within_budget(self) -> bool:
+        now = trio.current_time()
+        if now - self._budget_window_start >= 60:
+            self._budget_window_start, self._budget_used = now, 0
+        self._budget_used += 1
+        return self._budget_used <= misbehaviour.BUDGET_PER_MINUTE
 
     async def ping(self) -> float:
         """Send a ping and wait for its pong; return the round trip in seconds."""

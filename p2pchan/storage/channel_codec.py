@@ -30,7 +30,8 @@ from p2pchan.errors import RemoteProtocolError, StoreError
 from p2pchan.types import Address, ChainId, ChannelId, Secret, SecretHash
 from p2pchan.wire.codec import pack, unpack
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # format 2 lacks the trailing "since format 3" list: defaults
 OURS, THEIRS = 0, 1
 LockKey = tuple[int, SecretHash]
 Locks = Mapping[LockKey, HeldLock]
@@ -125,6 +126,16 @@ def encode_channel(channel: Channel) -> bytes:
                 channel.close_requested,
                 channel.close_cheat,
             ],
+            [  # since format 3
+                channel.coop_partner_signature,
+                channel.coop_we_asked,
+                channel.coop_refused_until,
+                channel.note,
+                sorted(ours.abandoned),
+                channel.settled_ours,
+                channel.settled_theirs,
+                [_state(state) for state in ours.refused],
+            ],
             [
                 [side, held.lock.amount, held.lock.expiration_block, secrethash, held.payload]
                 for (side, secrethash), held in rows.items()
@@ -143,9 +154,12 @@ def decode_channel(blob: bytes) -> Channel:
 def _decode(blob: bytes) -> Channel:
     value = unpack(blob, max_len=MAX_CHANNEL_BLOB)
     version = value[0] if isinstance(value, list) and value else None
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ValueError(f"unknown channel format {version!r} (this node reads {FORMAT_VERSION})")
     *value, lock_table = value
+    since_3: list[Any] = [None, False, 0, "", [], None, None, []]
+    if version >= 3:
+        *value, since_3 = value
     locks: dict[LockKey, HeldLock] = {
         (side, SecretHash(secrethash)): HeldLock(
             Lock(amount, expiration, SecretHash(secrethash)), payload
@@ -178,6 +192,16 @@ def _decode(blob: bytes) -> Channel:
     (acked, acked_proof, flights, signed_nonce, dropped, unlocks, expired, failed, refusals) = (
         ours_value
     )
+    (
+        coop_partner_signature,
+        coop_we_asked,
+        coop_refused_until,
+        note,
+        abandoned,
+        settled_ours,
+        settled_theirs,
+        refused,
+    ) = since_3
     in_flight = []
     for kind, state, signed, new_hashes, secrets, secrethashes, retry in flights:
         signed_proof = _unproof(signed)
@@ -204,6 +228,8 @@ def _decode(blob: bytes) -> Channel:
         queued_expired=frozenset(expired),
         queued_failed=frozenset(failed),
         final_refusals=refusals,
+        abandoned=frozenset(SecretHash(h) for h in abandoned),
+        refused=tuple(_unstate(state, OURS, locks) for state in refused),
     )
     accepted, accepted_proof, failed_sent, known, registered = theirs_value
     theirs = Theirs(
@@ -245,4 +271,10 @@ def _decode(blob: bytes) -> Channel:
         chain_nonce_theirs=chain_nonce_theirs,
         close_requested=bool(close_requested),
         close_cheat=bool(close_cheat),
+        coop_partner_signature=coop_partner_signature,
+        coop_we_asked=bool(coop_we_asked),
+        coop_refused_until=coop_refused_until,
+        note=str(note),
+        settled_ours=settled_ours,
+        settled_theirs=settled_theirs,
     )

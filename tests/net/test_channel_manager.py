@@ -47,8 +47,9 @@ class FakeSession:
     sent: list[ChannelMessage] = field(default_factory=list)
     on_send: Any = None
 
-    def fault(self, points: float, reason: str) -> None:
-        self.faults.append((points, reason))
+    def fault(self, points: float, reason: str, *, budgeted: bool = False) -> None:
+        if not budgeted:  # budgeted ones count only beyond a budget (tested with PeerSession)
+            self.faults.append((points, reason))
 
     async def send(self, message: ChannelMessage) -> None:
         if self.on_send is not None:

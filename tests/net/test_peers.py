@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import UserError
+from p2pchan.net import misbehaviour
 from p2pchan.net.peer import Direction, PeerSession
 from p2pchan.net.peers import PeerConfig, PeerInfo, PeerManager
 from p2pchan.net.transport import SecureStream, initiate
@@ -365,6 +366,24 @@ async def test_malformed_messages_are_scored_and_end_in_a_ban(network: Network) 
         [refused] = events(logs, "peer_refused")
         assert (refused["peer"], refused["reason"]) == (identity.node_id.hex(), "banned")
         assert bob.manager.sessions == {}
+
+
+async def test_faults_an_honest_peer_commits_by_timing_are_scored_only_beyond_a_budget(
+    network: Network,
+) -> None:
+    """Retryable refusals: a few a block are normal; a flood of them is spam, scored."""
+    with trio.fail_after(DEADLINE):
+        bob = await network.start("bob", QUIET)
+        mallory = await RawPeer.connect(bob)
+        session = await bob.manager.wait_connected(mallory.node_id)
+        with capture() as logs:
+            for _ in range(misbehaviour.BUDGET_PER_MINUTE):
+                session.fault(5, "refused update: lock_too_long", budgeted=True)
+            assert events(logs, "peer_misbehaved") == []
+            session.fault(5, "refused update: lock_too_long", budgeted=True)
+            assert [entry["points"] for entry in events(logs, "peer_misbehaved")] == [5]
+        score = bob.manager.misbehaviour.score(mallory.node_id, trio.current_time())
+        assert score == pytest.approx(5, abs=0.5)
 
 
 async def test_unknown_even_message_ends_the_session_at_once(network: Network) -> None:

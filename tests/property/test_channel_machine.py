@@ -29,8 +29,10 @@ to the modelled payment layer.
   connection breaks as above.
 - Reminders: `reminders()` and `resend_in_flight()` are sent again on demand.
 
-Both ends are honest and never down for long (MAX_LAG < reveal_timeout), DESIGN's premises for
-"no honest node loses funds".
+A is honest; B is honest or runs one of the node's attack modes (`--misbehave`, the same
+`Attacks` filters the shell applies): it ignores A's `lock_expired`, refuses it finally, or
+withholds every counter-signature. Both are never down for long (MAX_LAG < reveal_timeout),
+DESIGN's premises for "no honest node loses funds".
 
 Invariants after every step (DESIGN.md invariants 3-5, off-chain):
 
@@ -48,7 +50,9 @@ Invariants after every step (DESIGN.md invariants 3-5, off-chain):
 - every payment ends (teardown): after delivering everything and running blocks past every
   expiry with reminders until quiet, no lock is pending and every signed payment got exactly one
   of OutgoingSettled / OutgoingRemoved — settled exactly when claimed — at the payer, and the
-  matching IncomingUnlocked / IncomingRemoved at the payee.
+  matching IncomingUnlocked / IncomingRemoved at the payee; and (invariant 4) each payment was
+  final for its payer (its secret learned, or its lock settled or removed) by its expiry plus
+  the settle window.
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ from p2pchan.l1.transactions import (
     decode_transaction,
     sign_transaction,
 )
+from p2pchan.net.misbehave import Attacks, Misbehave
 from p2pchan.storage.channel_codec import decode_channel, encode_channel
 from p2pchan.types import Address, Secret, SecretHash
 from p2pchan.wire.channel_messages import (
@@ -137,6 +142,10 @@ picks = st.integers(min_value=0, max_value=1_000)
 amounts = st.integers(min_value=1, max_value=3_000)
 lock_timeouts = st.sampled_from([15, 30, 50, 100])
 plans = st.sampled_from(["claim", "fail", "later"])
+# B's behaviour: honest, or an attack mode of `node start --dev --misbehave`.
+partners = st.sampled_from(
+    ["honest", "honest", "ignore-lock-expired", "refuse-lock-expired", "withhold-ack"]
+)
 
 
 def other(name: str) -> str:
@@ -165,6 +174,7 @@ class Payment:
     failed: bool = False  # the payee sent lock_failed
     outgoing: list[str] = field(default_factory=list)  # notifications at the payer
     incoming: list[str] = field(default_factory=list)  # notifications at the payee
+    final_at: int | None = None  # the payer's height when the payment became final for it
 
     @property
     def payee(self) -> str:
@@ -190,9 +200,12 @@ class ChannelMachine(RuleBasedStateMachine):
 
     # -- set-up ----------------------------------------------------------------------------
 
-    @initialize(window=st.sampled_from([1, 3]))
-    def open_channel(self, window: int) -> None:
-        """Both ends with the same window of updates in flight: 1, or 3 (pipelining)."""
+    @initialize(window=st.sampled_from([1, 3]), partner=partners)
+    def open_channel(self, window: int, partner: str) -> None:
+        """Both ends with the same window of updates in flight: 1, or 3 (pipelining); B honest
+        or running one of the node's attack modes."""
+        self.attacks_b = Attacks(frozenset() if partner == "honest" else {Misbehave(partner)})
+        event(f"B is {partner}")
         identities = {A: Identity(bytes([0xA1]) * 32), B: Identity(bytes([0xB2]) * 32)}
         allocations = tuple(Allocation(who.node_id, L1_FUNDS) for who in identities.values())
         genesis = GenesisSpec(allocations, min_fee=0).create(
@@ -246,6 +259,8 @@ class ChannelMachine(RuleBasedStateMachine):
         end.channel = channel
 
     def _carry_out(self, end: End, outputs: Iterable[Output]) -> None:
+        if end.name == B:
+            outputs = self.attacks_b.outgoing(list(outputs))
         for output in outputs:
             self._carry_out_one(end, output)
 
@@ -265,7 +280,7 @@ class ChannelMachine(RuleBasedStateMachine):
                 if payment.plan != "later":  # else the payment layer decides later (`decide`)
                     self._decide(end, held, claim=payment.plan == "claim")
         elif isinstance(output, SecretLearned):
-            pass
+            self._finished(self._payment(output.secrethash, payer=end.name), end)
         elif isinstance(output, IncomingUnlocked):
             for held in output.locks:
                 self._payment(held.secrethash, payee=end.name).incoming.append("unlocked")
@@ -275,9 +290,11 @@ class ChannelMachine(RuleBasedStateMachine):
         elif isinstance(output, OutgoingSettled):
             for secrethash in output.secrethashes:
                 self._payment(secrethash, payer=end.name).outgoing.append("settled")
+                self._finished(self._payment(secrethash), end)
         elif isinstance(output, OutgoingRemoved):
             for secrethash in output.secrethashes:
                 self._payment(secrethash, payer=end.name).outgoing.append("removed")
+                self._finished(self._payment(secrethash), end)
         elif isinstance(output, RegisterSecretOnChain):
             self._submit(end.name, RegisterSecret(output.secret))
         elif isinstance(output, CloseOnChain):
@@ -290,6 +307,12 @@ class ChannelMachine(RuleBasedStateMachine):
             self._submit(end.name, ChannelUnlock(cid, output.sender, output.locks))
         else:
             raise AssertionError(f"unexpected output {output!r}")
+
+    @staticmethod
+    def _finished(payment: Payment, payer: End) -> None:
+        """The payment is final for its payer (succeeded: the secret; or failed)."""
+        if payment.final_at is None:
+            payment.final_at = payer.height
 
     def _payment(
         self, secrethash: SecretHash, *, payer: str | None = None, payee: str | None = None
@@ -317,6 +340,11 @@ class ChannelMachine(RuleBasedStateMachine):
         return {h: block for h, block in self.chain.secrets.items() if block <= end.height}
 
     def _deliver(self, receiver: str, message: ChannelMessage) -> None:
+        if receiver == B:
+            kept, replies = self.attacks_b.incoming([message])
+            self.wire[A] += replies
+            if not kept:
+                return
         end = self.ends[receiver]
         channel = end.channel
         outputs: list[Output] = []
@@ -595,6 +623,9 @@ class ChannelMachine(RuleBasedStateMachine):
             theirs = self.ends[other(sender)].channel.theirs
             candidates = [(ours.acked, ours.acked_proof)]
             candidates += [(flight.state, flight.signed) for flight in ours.in_flight]
+            # An update the receiver accepted but the sender saw refused (a partner that
+            # withholds its acks refuses the retransmission of an older one as stale).
+            candidates += [(state, None) for state in ours.refused]
             match = [
                 (state, signed)
                 for state, signed in candidates
@@ -607,8 +638,8 @@ class ChannelMachine(RuleBasedStateMachine):
             )
             state, signed = match[0]
             assert state == theirs.accepted, (sender, "the two ends disagree on", state.nonce)
-            if theirs.accepted_proof is not None:
-                assert signed is not None and signed.data == theirs.accepted_proof.data
+            if theirs.accepted_proof is not None and signed is not None:
+                assert signed.data == theirs.accepted_proof.data
 
     @invariant()
     def nonces_rise_and_transfers_never_fall(self) -> None:
@@ -739,6 +770,10 @@ class ChannelMachine(RuleBasedStateMachine):
                 continue
             expected = ["settled"] if payment.claimed else ["removed"]
             assert payment.outgoing == expected, where
+            # Invariant 4: final for its payer by its expiry plus the settle window, whatever
+            # the partner does (ignores or refuses lock_expired, withholds acks).
+            assert payment.final_at is not None, where
+            assert payment.final_at <= payment.expiration + SETTLE_TIMEOUT, where
             if payment.accepted:
                 expected = ["unlocked"] if payment.claimed else ["removed"]
                 assert payment.incoming == expected, where
@@ -793,7 +828,7 @@ class ChannelMachine(RuleBasedStateMachine):
 
 
 ChannelMachine.TestCase.settings = settings(
-    max_examples=300,
+    max_examples=int(__import__("os").environ.get("MACHINE_EXAMPLES", "300")),
     stateful_step_count=80,
     deadline=None,
     # The explain phase traces every line on Python 3.11 and takes minutes on this machine.

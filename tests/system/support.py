@@ -67,13 +67,24 @@ class Network:
         self.processes = processes
         self.root = root
         self.l1 = ""
+        self.l1_child: ChildProcess | None = None
+        self.block_time = 0.2
 
-    async def start_l1(self, *, block_time: float = 0.2) -> None:
-        chain = self.processes.add(
-            l1_process(self.root / "l1", "--port", "0", "--block-time", str(block_time), "--dev")
-        )
+    async def start_l1(self, *, block_time: float = 0.2, port: int = 0) -> None:
+        self.block_time = block_time
+        options = ("--port", str(port), "--block-time", str(block_time), "--dev")
+        chain = self.processes.add(l1_process(self.root / "l1", *options))
         ready = await chain.start()
         self.l1 = f"{ready['host']}:{ready['port']}"
+        self.l1_child = chain
+
+    async def restart_l1(self) -> None:
+        """kill -9 layer 1 and start it again on the same data dir and port (its mempool is
+        lost; its blocks are not)."""
+        assert self.l1_child is not None
+        self.l1_child.kill()
+        await self.l1_child.wait_exit()
+        await self.start_l1(block_time=self.block_time, port=int(self.l1.rsplit(":", 1)[1]))
 
     async def init_node(self, name: str) -> str:
         result = await p2pchan("node", "init", "--datadir", str(self.root / name), "--json")

@@ -155,6 +155,7 @@ async def start_pair(
     *,
     block_time: float = 0.2,
     alice_dev: bool = True,
+    bob_extra: tuple[str, ...] = (),
 ) -> Pair:
     """Layer 1, Alice and Bob funded with FUND each, started and connected."""
     net = Network(processes, root)
@@ -172,7 +173,7 @@ async def start_pair(
             await client.faucet(Address(bytes.fromhex(node_id)), FUND, wait=True)
     options = {
         "alice": (*FAST_RECONNECT, *(("--dev",) if alice_dev else ())),
-        "bob": (*FAST_RECONNECT, "--dev"),
+        "bob": (*FAST_RECONNECT, "--dev", *bob_extra),
     }
     children: dict[str, ChildProcess] = {}
     async with trio.open_nursery() as nursery:

@@ -99,7 +99,7 @@ RACES = {"channel_settled", "channel_closed", "channel_not_open", "window_ending
 
 def refused(pair: Pair, message: BalanceUpdate, code: str, *, height: int | None = None) -> Refused:
     """Deliver `message` to B; it must be refused with `code`, and B's state must not change; a
-    final refusal is scored unless it is a race."""
+    final refusal is scored unless it is a race, a retryable one beyond a budget."""
     before = pair.b
     outputs = pair.deliver("b", message, height=height)
     assert pair.b == before, "a refused update changed the receiver's state"
@@ -108,7 +108,11 @@ def refused(pair: Pair, message: BalanceUpdate, code: str, *, height: int | None
     refusal = answers[0]
     assert refusal.code == code, refusal
     scored = not refusal.retryable and code not in RACES
-    assert len(faults(outputs)) == (1 if scored else 0), outputs
+    found = faults(outputs)
+    if refusal.retryable:  # scored only beyond the peer's budget, by the shell
+        assert [fault.budgeted for fault in found] == [True], outputs
+    else:
+        assert [fault.budgeted for fault in found] == ([False] if scored else []), outputs
     assert not of_type(outputs, IncomingLocks) and not of_type(outputs, IncomingUnlocked)
     return refusal
 
@@ -715,6 +719,15 @@ def pipelining_pair() -> Pair:
 
 def overspending(signer: Identity, nonce: int) -> LockedTransfer:
     return transfer(signer, nonce, [held_lock(5000, 30, nonce)])  # the partner has 1000
+
+
+def test_a_stale_nonce_opens_no_window_of_excused_stale_bases() -> None:
+    """A replayed old nonce explains nothing that follows: the next update with a falling
+    transferred amount is refused for that, and scored."""
+    pair = pipelining_pair()
+    pair.pay("a", 100, 1)  # A's direction: transferred 100, nonce 2
+    refused(pair, transfer(pair.identity_a, 1, [pair.lock(10, 2)]), "stale_nonce")
+    refused(pair, transfer(pair.identity_a, 3, [pair.lock(10, 3)]), "wrong_transferred")
 
 
 def test_updates_in_flight_behind_a_refused_one_are_stale_base_and_unscored() -> None:

@@ -98,6 +98,7 @@ def test_the_payer_and_each_hop_agree_on_the_shared_secrets(hops: int) -> None:
     assert shared_secrets(node_ids, SESSION_KEY) == onion.shared_secrets
     assert tuple(layer.shared_secret for layer in walk(onion, hops)) == onion.shared_secrets
     assert len(set(onion.shared_secrets)) == hops
+    assert onion.packet[1:33] == nacl.bindings.crypto_scalarmult_base(SESSION_KEY)
     assert all(len(secret) == 32 for secret in onion.shared_secrets)
 
 

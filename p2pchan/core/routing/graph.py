@@ -6,10 +6,10 @@ change: one policy update replaces one field of one `DirectedEdge`, O(1). Each n
 incoming and outgoing edges sorted by channel id, so a search visits them in an order that
 depends on the graph's content only, never on the order gossip arrived in (determinism).
 
-Every directed edge owns a stable integer `slot`; `version` counts changes and `changes_since`
-names the slots changed after a version, so a derived numeric index (`bounds.py`) follows policy
-updates without a rebuild. Adding a channel changes the structure (`structure_version`) and
-invalidates derived indexes; removing one only marks its slots empty.
+Every directed edge owns an integer `slot` (a removed channel's two slots are reused by a later
+one); `version` counts changes and `changes_since` names the slots changed after a version, so a
+derived numeric index (`bounds.py`) follows every change, a new channel included, by slot
+instead of rebuilding.
 
 Pure: no IO, no clock. Inputs come from gossip that is already verified and strictly decoded;
 malformed ones are a caller's bug (`LocalProtocolError`).
@@ -132,7 +132,6 @@ class ChannelGraph:
         self._free_pairs: list[int] = []
         self._changed: dict[int, int] = {}  # slot -> version of its last change, oldest first
         self.version = 0
-        self.structure_version = 0
         self.index_cache: object | None = None  # owned by bounds.py
 
     # -- channels -------------------------------------------------------------------------
@@ -166,9 +165,7 @@ class ChannelGraph:
             self._slots[edge.slot] = edge
             bisect.insort(self._outgoing.setdefault(edge.source, []), edge, key=_channel_key)
             bisect.insort(self._incoming.setdefault(edge.target, []), edge, key=_channel_key)
-        self.version += 1
-        self.structure_version = self.version
-        self._changed.clear()
+            self._mark(edge.slot)
         return True
 
     def remove_channel(self, channel_id: bytes) -> bool:
@@ -295,10 +292,8 @@ class ChannelGraph:
     def edge_at(self, slot: int) -> DirectedEdge | None:
         return self._slots[slot]
 
-    def changes_since(self, version: int) -> list[int] | None:
-        """Slots changed after `version`, or None if the structure changed (rebuild)."""
-        if version < self.structure_version:
-            return None
+    def changes_since(self, version: int) -> list[int]:
+        """Slots changed (added, removed, re-policied, resized) after `version`, newest first."""
         changed = []
         for slot, at in reversed(self._changed.items()):
             if at <= version:

@@ -16,9 +16,10 @@ would have met some upstream direction's `min_amount`.
 Speed: this is A*. `bounds.py` (numpy + scipy, when installed) gives per node a floor on the
 cost between the payer and that node, from one compiled Dijkstra over relaxed weights (each fee
 at the payment amount: a floor, since amounts only grow upstream), and that relaxed optimum as a
-candidate whose exact cost prunes everything dearer; when the candidate breaks a rule, hop floors
-and a path of fewest hops too. Without numpy the same search runs with zero floors (a plain
-Dijkstra): the same cost, slower (figures in docs/BENCHMARKS.md).
+candidate whose exact cost prunes everything dearer; when the candidate breaks the hop limit,
+floors per hop budget and the best candidate within the limit. Without numpy the same search
+runs with zero floors (a plain Dijkstra over labels): the same cost, 10-100 times slower
+(docs/BENCHMARKS.md). The first query of a process also pays scipy's import (~0.3 s).
 
 Ties: cost counts HOP_TIE per hop, so of equally cheap routes the shortest wins; incoming edges
 are visited in channel-id order, so the route depends on the graph's content only, never on the
@@ -144,11 +145,11 @@ def find_route(
         if bounds.candidate is not None:
             upper = _path_cost(bounds.candidate, query, penalties)
         if math.isinf(upper):
-            # The relaxed optimum breaks a limit (often the hop limit, over zero-fee stretches):
-            # prune by hop floors too, and bound by the exact cost of a path of fewest hops.
-            bounds = bounds.with_hops()
-            if bounds.shortest is not None:
-                upper = _path_cost(bounds.shortest, query, penalties)
+            # The relaxed optimum breaks a rule (the hop limit, over long zero-fee stretches):
+            # floors that know the hop limit, and the relaxed optimum within it.
+            bounds = bounds.within_hops()
+            if bounds.candidate is not None:
+                upper = _path_cost(bounds.candidate, query, penalties)
     label = _search(graph, query, penalties, bounds, upper)
     if label is None:
         raise _no_path(query)
@@ -252,9 +253,9 @@ def _search(
     cap_slack = fee_cap + HOP_TIE * max_hops
     node_index: Mapping[bytes, int] = {}
     cost_floor: Sequence[float] = ()
-    hop_floor: Sequence[float] | None = None
+    by_hops: Sequence[Sequence[float]] | None = None
     if bounds is not None:
-        node_index, cost_floor, hop_floor = bounds.node_index, bounds.costs, bounds.hops
+        node_index, cost_floor, by_hops = bounds.node_index, bounds.costs, bounds.by_hops
     start = _Label(query.target, amount, 0, 0, None, None)
     labels: dict[bytes, list[_Label]] = {query.target: [start]}
     heap: list[tuple[float, int, int, _Label]] = [(0.0, 0, 0, start)]
@@ -294,11 +295,10 @@ def _search(
                     index = node_index.get(sender)
                     if index is None:
                         continue
-                    floor = cost_floor[index]
+                    floor = (cost_floor if by_hops is None else by_hops[next_hops])[index]
                     if needed - amount + floor > cap_slack:
                         continue
-                hop_floor_here = 1.0 if hop_floor is None else hop_floor[node_index[sender]]
-                if next_hops + hop_floor_here > max_hops:
+                if next_hops >= max_hops:  # the payer is at least one more hop away
                     continue
             new_cost = cost + needed - received
             if penalties:

@@ -8,6 +8,7 @@ import click
 
 from p2pchan_cli.bench_channel import ChannelBenchConfig, run_channel_bench
 from p2pchan_cli.bench_l1 import L1BenchConfig, run_l1_bench
+from p2pchan_cli.bench_pathfind import PathfindBenchConfig, run_pathfind_bench
 from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
 
@@ -75,3 +76,32 @@ def bench_channel(
     """Payments per second and latency over one channel between two nodes, durably."""
     config = ChannelBenchConfig(payments, concurrency, profile_dir=profile_dir)
     emit(ctx, run(ctx, lambda: run_channel_bench(config)))
+
+
+@bench.command("pathfind")
+@global_options
+@click.option("--nodes", type=click.IntRange(100, 1_000_000), default=15_000, show_default=True)
+@click.option("--channels", type=click.IntRange(100, 10_000_000), default=60_000, show_default=True)
+@click.option("--queries", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(["bounds", "plain"]),
+    default="bounds",
+    show_default=True,
+    help="plain: the pure-Python search without numpy/scipy bounds, for comparison.",
+)
+@click.pass_context
+def bench_pathfind(
+    ctx: click.Context,
+    nodes: int,
+    channels: int,
+    queries: int,
+    seed: int,
+    engine: str,
+) -> None:
+    """Route queries on a synthetic Lightning-sized graph: latency per query, build time."""
+    if channels < nodes:
+        raise click.BadParameter("at least as many channels as nodes", param_hint="--channels")
+    config = PathfindBenchConfig(nodes, channels, queries, seed, engine)
+    emit(ctx, run_pathfind_bench(config))

@@ -48,3 +48,12 @@ class StoreError(P2pchanError):
 
 class UserError(P2pchanError):
     """Bad input from the operator: shown as one line, the CLI exits non-zero."""
+
+
+class NoRoute(UserError):
+    """No route fits the payment. `reason` is a stable machine-readable code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"no route: {message}")
+        self.reason = reason
+        self.message = message

@@ -3,7 +3,8 @@
 The core, the wire format, the crypto and the pure chain rules take time, heights and randomness
 as inputs and do no IO; importing any of them must not import trio. The check runs in a fresh
 interpreter, since this test process has trio loaded already. Modules are discovered at test
-time, so a new module under these packages is checked without editing this file.
+time, subpackages included, so a new module under these packages is checked without editing
+this file.
 """
 
 from __future__ import annotations
@@ -24,15 +25,21 @@ def pure_modules() -> list[str]:
     modules = []
     for package in PURE_PACKAGES:
         modules.append(f"p2pchan.{package}")
-        for info in pkgutil.iter_modules([str(root / package)]):
-            modules.append(f"p2pchan.{package}.{info.name}")
+        # Subpackages too (core/routing, core/payment, ...), at any depth.
+        for info in pkgutil.walk_packages([str(root / package)], prefix=f"p2pchan.{package}."):
+            modules.append(info.name)
     modules += [f"p2pchan.l1.{name}" for name in PURE_CHAIN_MODULES]
     return sorted(modules)
 
 
 def test_the_pure_modules_are_found() -> None:
     modules = pure_modules()
-    for expected in ("p2pchan.core.channel", "p2pchan.wire.codec", "p2pchan.crypto.noise"):
+    for expected in (
+        "p2pchan.core.channel",
+        "p2pchan.wire.codec",
+        "p2pchan.crypto.noise",
+        "p2pchan.core.routing.pathfind",
+    ):
         assert expected in modules
 
 

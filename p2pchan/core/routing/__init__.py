@@ -1,0 +1,1 @@
+"""Routing: the channel graph, the cheapest route that fits, and mission control."""

@@ -10,11 +10,15 @@ from p2pchan_cli.bench_channel import ChannelBenchConfig, run_channel_bench
 from p2pchan_cli.bench_l1 import L1BenchConfig, run_l1_bench
 from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
+from p2pchan_cli.params import Command
 
 
 @click.group()
 def bench() -> None:
     """Measure throughput and latency on this machine."""
+
+
+bench.command_class = Command
 
 
 @bench.command("l1")

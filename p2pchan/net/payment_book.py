@@ -4,13 +4,17 @@ holds, and the payee's decisions on incoming locks.
 The channel manager calls it inside each step: `records_for_signed` when our new locks are
 signed into an update, `decide_incoming` when the partner's locks arrive, and `outcomes` for
 what the core reports; everything it returns is written in the same transaction as the channel
-state. `notify` then wakes whoever waits for a payment, after that write.
+state. `notify` then wakes whoever waits for a payment, after that write, and logs each payment
+that became final (`payment_sent`, `payment_received`, `payment_failed`, at info): a log line
+never tells of a payment before its record is on disk.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+import structlog
 import trio
 
 from p2pchan.core.channel import Channel
@@ -26,6 +30,8 @@ from p2pchan.core.outputs import (
 from p2pchan.core.payments import Claim, OpenInvoice, decide_incoming
 from p2pchan.storage.channels import InvoiceRecord, PaymentOutcome, PaymentRecord, StoreBatch
 from p2pchan.types import Secret, SecretHash
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -50,6 +56,7 @@ class PaymentBook:
     incoming: dict[SecretHash, PaymentRecord] = field(default_factory=dict)
     paid_or_pending: set[SecretHash] = field(default_factory=set)  # ours: never pay these twice
     _finished: list[SecretHash] = field(default_factory=list)
+    _to_log: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # after the write
 
     # -- within a step (before the write) -----------------------------------------------------
 
@@ -144,18 +151,41 @@ class PaymentBook:
             payment.status, payment.secret, payment.error = status, secret, error
             payment.finished_ms = now_ms
             self._finished.append(secrethash)
+        fields: dict[str, Any] = {"payment_hash": secrethash.hex(), "direction": "out"}
+        if payment is not None:
+            record = payment.record
+            fields |= {"peer": record.peer.hex(), "amount": record.amount}
+        if status == "failed":
+            self._to_log.append(("payment_failed", fields | {"reason": error}))
+        else:
+            self._to_log.append(("payment_sent", fields))
 
     def _finish_in(
         self, secrethash: SecretHash, status: str, error: str, now_ms: int, batch: StoreBatch
     ) -> None:
-        if self.incoming.pop(secrethash, None) is None:
+        record = self.incoming.pop(secrethash, None)
+        if record is None:
             return
         batch.outcomes.append(PaymentOutcome(secrethash, "in", status, None, now_ms, error))
+        fields = {
+            "payment_hash": secrethash.hex(),
+            "direction": "in",
+            "peer": record.peer.hex(),
+            "amount": record.amount,
+        }
+        if status == "failed":
+            self._to_log.append(("payment_failed", fields | {"reason": error}))
+        else:
+            self._to_log.append(("payment_received", fields))
 
     # -- after the write --------------------------------------------------------------------
 
     def notify(self) -> None:
-        """Wake the waiters of payments that became final (their records are stored)."""
+        """Wake the waiters of payments that became final (their records are stored), and log
+        them."""
+        logged, self._to_log = self._to_log, []
+        for event, fields in logged:
+            log.info(event, **fields)
         finished, self._finished = self._finished, []
         for secrethash in finished:
             payment = self.outgoing.pop(secrethash, None)

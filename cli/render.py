@@ -28,8 +28,8 @@ from rich.cells import cell_len
 ELLIPSIS = "…"
 ID_HEAD = 8  # as `p2pchan.types.short_hex` shortens ids in the node's messages
 ID_TAIL = 6
-GAP = "   "
-FLEXIBLE_MIN_WIDTH = 20
+GAP = "  "
+FLEXIBLE_MIN_WIDTH = 30
 
 
 def short_id(hex_id: Any, head: int = ID_HEAD, tail: int = ID_TAIL) -> str:
@@ -145,7 +145,8 @@ def render_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width
     flexible = [i for i in shown if columns[i].flexible]
     if flexible:
         room = width - needed([i for i in shown if not columns[i].flexible]) - len(GAP)
-        widths[flexible[0]] = max(min(widths[flexible[0]], room), FLEXIBLE_MIN_WIDTH)
+        natural = widths[flexible[0]]
+        widths[flexible[0]] = min(natural, max(room, FLEXIBLE_MIN_WIDTH))
 
     def line(cells: Sequence[str]) -> list[str]:
         wrapped = [

@@ -138,10 +138,7 @@ class PaymentService:
             if channel is None or not channel.takes_new_transfers:
                 raise UserError(f"no usable channel with {short_hex(payee)}")
             if not self.is_online(payee):
-                raise UserError(
-                    f"peer {short_hex(payee)} is offline: nothing was sent "
-                    "(try again once it is connected; see `p2pchan peers`)"
-                )
+                raise UserError(f"peer {short_hex(payee)} is offline: nothing was sent")
             window = min(channel.settle_timeout, channel.config.max_lock_timeout)
             lock_timeout = max(min(PAYER_LOCK_TIMEOUT, window), min_lock_timeout)
             if lock_timeout > window:

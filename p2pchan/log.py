@@ -38,7 +38,7 @@ SHORT_ID_FIELDS = ("node", "peer")
 SHORT_ID_LENGTH = 8  # hex digits
 
 
-def _short_ids(
+def shorten_ids(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Console lines: node ids cut to their first digits (JSON lines keep them whole)."""
@@ -62,7 +62,7 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask_secrets,
-            *([_short_ids] if use_console else []),
+            *([shorten_ids] if use_console else []),
             structlog.processors.format_exc_info,
             renderer,
         ],
@@ -106,6 +106,10 @@ class Throttle:
             return None
         self._last[key] = now
         return self._held_back.pop(key, 0)
+
+    def __len__(self) -> int:
+        """How many keys it remembers."""
+        return len(self._last)
 
     def reset(self, key: str) -> None:
         self._last.pop(key, None)

@@ -3,8 +3,9 @@
 Each line is `{"to": NODE_ID, "amount": N}` or `{"invoice": "p2pc1..."}`. The whole file is
 checked before anything is paid: UTF-8 text, one JSON object per line, exactly those keys, a
 node id of 64 hex digits, an amount that is a JSON integer from 1 to u64 (not `"10"`, not
-`10.0`), an invoice that parses and is signed by its payee, no invoice twice. Every bad line is
-named with its number, one line each on stderr, and nothing is paid.
+`10.0`), an invoice that parses and is signed by its payee, no invoice twice, no payment to the
+node itself. Every bad line is named with its number, one line each on stderr, and nothing is
+paid.
 
 Payments then run N at a time over one RPC connection, each waiting until final; a progress bar
 on a terminal counts those that succeeded and failed. The summary is `count, succeeded, failed,
@@ -20,6 +21,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from p2pchan.errors import UserError
 from p2pchan.net.rpc_client import RpcClient, RpcError
 from p2pchan.types import positive_amount
 from p2pchan_cli.common import emit, fail, global_options, node_datadir, run
+from p2pchan_cli.node_commands import call_node
 from p2pchan_cli.params import CountType, command
 from p2pchan_cli.views import batch_summary_view
 
@@ -49,7 +52,14 @@ class BadBatch(UserError):
         self.errors = errors
 
 
-def check_line(line: str, seen_invoices: dict[str, int], number: int) -> Payment:
+@dataclass(frozen=True)
+class BatchLine:
+    number: int
+    payee: str  # hex node id
+    payment: Payment
+
+
+def check_line(line: str, seen_invoices: dict[str, int], number: int) -> BatchLine:
     """One line as the payment it asks for; `UserError` saying what is wrong with it."""
     try:
         entry = json.loads(line)
@@ -61,23 +71,23 @@ def check_line(line: str, seen_invoices: dict[str, int], number: int) -> Payment
         text = entry["invoice"]
         if not isinstance(text, str):
             raise UserError("invoice must be a string")
-        parse_invoice(text)
+        payee = parse_invoice(text).payee.hex()
         key = text.strip().lower()
         if key in seen_invoices:
             raise UserError(f"the same invoice as line {seen_invoices[key]}")
         seen_invoices[key] = number
-        return "pay", {"invoice": text}
+        return BatchLine(number, payee, ("pay", {"invoice": text}))
     if set(entry) == {"to", "amount"}:
         to = entry["to"]
         if not isinstance(to, str) or len(to) != 64 or not HEX_DIGITS.issuperset(to):
             raise UserError(f"to must be a node id of 64 hex digits, got {json.dumps(to)}")
         amount = positive_amount(entry["amount"])
-        return "send", {"node_id": to.lower(), "amount": amount}
+        return BatchLine(number, to.lower(), ("send", {"node_id": to.lower(), "amount": amount}))
     keys = ", ".join(sorted(entry)) or "none"
     raise UserError(f'expected the keys {{"to", "amount"}} or {{"invoice"}}, got {keys}')
 
 
-def read_batch(path: Path) -> list[Payment]:
+def read_batch(path: Path) -> list[BatchLine]:
     """Every payment in the file, or `BadBatch` naming each bad line (nothing is paid then)."""
     try:
         data = path.read_bytes()
@@ -91,7 +101,7 @@ def read_batch(path: Path) -> list[Payment]:
             f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x}); "
             "a batch file is JSON lines"
         ) from None
-    payments: list[Payment] = []
+    payments: list[BatchLine] = []
     errors: list[str] = []
     seen_invoices: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -106,6 +116,15 @@ def read_batch(path: Path) -> list[Payment]:
     if not payments:
         raise UserError(f"{path} holds no payments")
     return payments
+
+
+def refuse_payments_to(us: str, path: Path, lines: list[BatchLine]) -> None:
+    """`BadBatch` naming the lines that would pay this node itself."""
+    ours = [
+        f"{path}:{line.number}: that is this node's own id" for line in lines if line.payee == us
+    ]
+    if ours:
+        raise BadBatch(ours)
 
 
 def _progress(show: bool) -> Progress:
@@ -204,13 +223,16 @@ def pay_batch(ctx: click.Context, file: Path, concurrency: int) -> None:
     """
     datadir = node_datadir(ctx)
     try:
-        payments = read_batch(file)
+        lines = read_batch(file)
+        us = run(ctx, lambda: call_node(ctx, "info"))["node_id"]
+        refuse_payments_to(us, file, lines)
     except BadBatch as bad:
         shown = bad.errors[:MAX_ERRORS_SHOWN]
         for message in shown[:-1]:
             click.echo(f"error: {message}", err=True)
         more = len(bad.errors) - len(shown)
         fail(shown[-1] + (f" (and {more} more bad lines)" if more else "") + "; nothing was paid")
+    payments = [line.payment for line in lines]
     show = sys.stderr.isatty()
     summary = run(ctx, lambda: run_batch(datadir, payments, concurrency, show))
     emit(ctx, summary, lambda _width: batch_summary_view(summary))

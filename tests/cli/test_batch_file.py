@@ -16,7 +16,7 @@ from p2pchan.crypto.keys import Identity
 from p2pchan.errors import UserError
 from p2pchan.types import ChainId, SecretHash
 from p2pchan_cli.main import main
-from p2pchan_cli.pay_batch import BadBatch, read_batch
+from p2pchan_cli.pay_batch import BadBatch, BatchLine, read_batch, refuse_payments_to
 
 BOB = Identity(b"b" * 32)
 TO = BOB.node_id.hex()
@@ -40,9 +40,18 @@ def test_good_lines_become_payments(tmp_path: Path) -> None:
     invoice = an_invoice()
     path = write_lines(tmp_path, [{"to": TO.upper(), "amount": 5}, "", {"invoice": invoice}])
     assert read_batch(path) == [
-        ("send", {"node_id": TO, "amount": 5}),
-        ("pay", {"invoice": invoice}),
+        BatchLine(1, TO, ("send", {"node_id": TO, "amount": 5})),
+        BatchLine(3, TO, ("pay", {"invoice": invoice})),
     ]
+
+
+def test_payments_to_the_node_itself_are_named(tmp_path: Path) -> None:
+    path = write_lines(tmp_path, [{"to": "ab" * 32, "amount": 5}, {"invoice": an_invoice()}])
+    lines = read_batch(path)
+    refuse_payments_to("ab" * 32 + "x", path, lines)  # none of ours
+    with pytest.raises(BadBatch) as bad:
+        refuse_payments_to(TO, path, lines)
+    assert bad.value.errors == [f"{path}:2: that is this node's own id"]
 
 
 def test_every_bad_line_is_named_with_what_is_wrong(tmp_path: Path) -> None:

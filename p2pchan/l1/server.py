@@ -263,7 +263,8 @@ async def _serve_connection(
         if protocol:
             log.warning("l1_connection_dropped", peer=peer, reason=str(protocol[0]))
         else:
-            log.info("l1_connection_lost", peer=peer, reason=type(reasons[0]).__name__)
+            reason = str(reasons[0]) or type(reasons[0]).__name__
+            log.info("l1_connection_lost", peer=peer, reason=reason)
     finally:
         limiter.release()
         with trio.move_on_after(1) as cleanup:

@@ -103,9 +103,9 @@ def _newest_with(peer: str) -> ChannelFinder:
 def open_channel(
     ctx: click.Context, peer: PeerAddress, amount: int, settle_timeout: int, wait: bool
 ) -> None:
-    """Open a channel with a connected peer and deposit AMOUNT into it.
+    """Open a channel with a connected peer, deposit AMOUNT.
 
-    Only a connected peer: NODE_ID@HOST:PORT connects first. Waits until the channel is open
+    Only with a connected peer: NODE_ID@HOST:PORT connects first. Waits until the channel is open
     and funded on layer 1 (--no-wait: returns once the deposit is sent).
 
     \b
@@ -138,9 +138,9 @@ def open_channel(
 @click.argument("total", metavar="TOTAL", type=AMOUNT)
 @click.pass_context
 def deposit(ctx: click.Context, channel_id: str, total: int) -> None:
-    """Raise our total deposit in a channel to TOTAL (waits for layer 1).
+    """Raise our total deposit in a channel to TOTAL.
 
-    The partner of a new channel deposits this way.
+    Waits until the deposit is on layer 1. The partner of a new channel deposits this way.
 
     \b
     Example:
@@ -185,10 +185,11 @@ def channels(ctx: click.Context) -> None:
 )
 @click.pass_context
 def close(ctx: click.Context, channel_id: str, force: bool, cheat: bool, wait: bool) -> None:
-    """Close a channel: cooperatively, or on layer 1 alone with --force.
+    """Close a channel (cooperatively, or alone with --force).
 
-    A cooperative close needs the partner online and settles at once; a forced one settles
-    when the channel's settle window ends. Either way the close goes on if --timeout runs out.
+    A cooperative close needs the partner online and settles at once; a forced one is made on
+    layer 1 alone and settles when the channel's settle window ends. Either way the close goes
+    on if --timeout runs out.
 
     \b
     Example:

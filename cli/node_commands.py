@@ -168,7 +168,10 @@ def info(ctx: click.Context) -> None:
 @click.argument("peer", metavar="NODE_ID@HOST:PORT", type=PEER)
 @click.pass_context
 def connect(ctx: click.Context, peer: PeerAddress) -> None:
-    """Connect to a peer, and keep reconnecting to it (across restarts too).
+    """Connect to a peer and keep reconnecting to it.
+
+    The peer is remembered: redialled with backoff whenever the connection drops, and after a
+    restart.
 
     \b
     Example:

@@ -211,10 +211,11 @@ async def run_batch(
 )
 @click.pass_context
 def pay_batch(ctx: click.Context, file: Path, concurrency: int) -> None:
-    """Make every payment in FILE (JSON lines), CONCURRENCY at a time; sum up.
+    """Make every payment in a JSON-lines file; sum up.
 
-    Each line is {"to": NODE_ID, "amount": N} or {"invoice": "p2pc1..."}. Every line is
-    checked before anything is paid. Exit 1 if any payment failed.
+    CONCURRENCY payments at a time. Each line is {"to": NODE_ID, "amount": N} or
+    {"invoice": "p2pc1..."}. Every line is checked before anything is paid. Exit 1 if any
+    payment failed.
 
     \b
     Example:

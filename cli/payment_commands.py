@@ -60,7 +60,7 @@ def _pay(ctx: click.Context, method: str, params: dict[str, Any]) -> None:
 @click.argument("amount", metavar="AMOUNT", type=AMOUNT)
 @click.pass_context
 def send(ctx: click.Context, node_id: str, amount: int) -> None:
-    """Pay AMOUNT to a peer spontaneously (no invoice); waits until final.
+    """Pay a peer without an invoice; waits until final.
 
     \b
     Example:
@@ -88,9 +88,10 @@ def pay(ctx: click.Context, invoice_text: str) -> None:
 @click.argument("invoice_text", metavar="INVOICE")
 @click.pass_context
 def decode(ctx: click.Context, invoice_text: str) -> None:
-    """What an invoice asks for: payee, amount, payment hash, expiry, description.
+    """Show what an invoice asks for.
 
-    Refused, with the reason, if it is malformed, expired or for another network.
+    Payee, amount, payment hash, description, expiry, route hints. Refused, with the reason, if
+    it is malformed, expired or for another network.
 
     \b
     Example:
@@ -145,7 +146,9 @@ def _hash_prefix(ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("--status", type=click.Choice(PAYMENT_STATUSES), help="Only payments in this state.")
 @click.pass_context
 def payments(ctx: click.Context, payment_hash: str | None, status: str | None) -> None:
-    """Payments sent and received, newest first; failed ones with their reason.
+    """Payments sent and received, newest first.
+
+    Failed ones with their reason, refused ones (never sent) included.
 
     \b
     Example:

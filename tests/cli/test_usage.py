@@ -160,8 +160,6 @@ def test_help_lists_the_exit_codes_and_every_command_shows_an_example(
             else [command]
         )
         for child in children:
-            if name == "bench" or name == "demo":
-                continue  # their help is their description: they take no arguments to show
             assert child is not None and "Example:" in (child.help or ""), (name, child)
 
 

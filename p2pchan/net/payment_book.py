@@ -11,6 +11,7 @@ never tells of a payment before its record is on disk.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +33,10 @@ from p2pchan.storage.channels import InvoiceRecord, PaymentOutcome, PaymentRecor
 from p2pchan.types import Secret, SecretHash
 
 log = structlog.get_logger(__name__)
+
+# (direction, status, payment hash, peer, amount, error) of a payment that became final: kept
+# as a bare tuple and turned into a log line only if info is logged (a few us per payment).
+FinalLogged = tuple[str, str, SecretHash, bytes | None, int | None, str]
 
 
 @dataclass
@@ -56,7 +61,7 @@ class PaymentBook:
     incoming: dict[SecretHash, PaymentRecord] = field(default_factory=dict)
     paid_or_pending: set[SecretHash] = field(default_factory=set)  # ours: never pay these twice
     _finished: list[SecretHash] = field(default_factory=list)
-    _to_log: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # after the write
+    _to_log: list[FinalLogged] = field(default_factory=list)  # logged after the write
 
     # -- within a step (before the write) -----------------------------------------------------
 
@@ -151,14 +156,9 @@ class PaymentBook:
             payment.status, payment.secret, payment.error = status, secret, error
             payment.finished_ms = now_ms
             self._finished.append(secrethash)
-        fields: dict[str, Any] = {"payment_hash": secrethash.hex(), "direction": "out"}
-        if payment is not None:
-            record = payment.record
-            fields |= {"peer": record.peer.hex(), "amount": record.amount}
-        if status == "failed":
-            self._to_log.append(("payment_failed", fields | {"reason": error}))
-        else:
-            self._to_log.append(("payment_sent", fields))
+        record = payment.record if payment is not None else None
+        peer, amount = (record.peer, record.amount) if record is not None else (None, None)
+        self._to_log.append(("out", status, secrethash, peer, amount, error))
 
     def _finish_in(
         self, secrethash: SecretHash, status: str, error: str, now_ms: int, batch: StoreBatch
@@ -167,16 +167,7 @@ class PaymentBook:
         if record is None:
             return
         batch.outcomes.append(PaymentOutcome(secrethash, "in", status, None, now_ms, error))
-        fields = {
-            "payment_hash": secrethash.hex(),
-            "direction": "in",
-            "peer": record.peer.hex(),
-            "amount": record.amount,
-        }
-        if status == "failed":
-            self._to_log.append(("payment_failed", fields | {"reason": error}))
-        else:
-            self._to_log.append(("payment_received", fields))
+        self._to_log.append(("in", status, secrethash, record.peer, record.amount, error))
 
     # -- after the write --------------------------------------------------------------------
 
@@ -184,8 +175,15 @@ class PaymentBook:
         """Wake the waiters of payments that became final (their records are stored), and log
         them."""
         logged, self._to_log = self._to_log, []
-        for event, fields in logged:
-            log.info(event, **fields)
+        if logged and log.is_enabled_for(logging.INFO):  # checked once a step, not per payment
+            for direction, status, secrethash, peer, amount, error in logged:
+                fields: dict[str, Any] = {"payment_hash": secrethash.hex(), "direction": direction}
+                if peer is not None:
+                    fields |= {"peer": peer.hex(), "amount": amount}
+                if status == "failed":
+                    log.info("payment_failed", reason=error, **fields)
+                else:
+                    log.info("payment_sent" if direction == "out" else "payment_received", **fields)
         finished, self._finished = self._finished, []
         for secrethash in finished:
             payment = self.outgoing.pop(secrethash, None)

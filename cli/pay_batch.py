@@ -127,7 +127,8 @@ def refuse_payments_to(us: str, path: Path, lines: list[BatchLine]) -> None:
         raise BadBatch(ours)
 
 
-def _progress(show: bool) -> Progress:
+def progress_bar(show: bool, console: Console | None = None) -> Progress:
+    """The batch's progress on stderr: done of all, how many succeeded and failed, time."""
     return Progress(
         TextColumn("paying"),
         BarColumn(),
@@ -136,7 +137,7 @@ def _progress(show: bool) -> Progress:
             "[green]{task.fields[succeeded]} succeeded[/] [red]{task.fields[failed]} failed"
         ),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console or Console(stderr=True),
         disable=not show,
         transient=True,
     )
@@ -150,7 +151,7 @@ async def run_batch(
     reasons: Counter[str] = Counter()
     queue = iter(payments)
     started = time.perf_counter()
-    with _progress(show) as progress:
+    with progress_bar(show) as progress:
         task = progress.add_task("paying", total=len(payments), succeeded=0, failed=0)
         async with RpcClient.connect(datadir) as rpc, trio.open_nursery() as nursery:
             gone: list[str] = []

@@ -10,13 +10,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from p2pchan.core.invoice import Invoice, encode_invoice
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import UserError
 from p2pchan.types import ChainId, SecretHash
 from p2pchan_cli.main import main
-from p2pchan_cli.pay_batch import BadBatch, BatchLine, read_batch, refuse_payments_to
+from p2pchan_cli.pay_batch import (
+    BadBatch,
+    BatchLine,
+    progress_bar,
+    read_batch,
+    refuse_payments_to,
+)
 
 BOB = Identity(b"b" * 32)
 TO = BOB.node_id.hex()
@@ -125,3 +132,13 @@ def test_the_command_prints_each_bad_line_and_pays_nothing(
     assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
     assert "batch.jsonl:1: amount must be" in lines[0]
     assert lines[1].endswith("batch.jsonl:3: not a JSON object (a list); nothing was paid")
+
+
+def test_the_progress_bar_counts_successes_and_failures() -> None:
+    console = Console(width=100, record=True, force_terminal=True, color_system=None)
+    with progress_bar(True, console) as progress:
+        task = progress.add_task("paying", total=40, succeeded=0, failed=0)
+        progress.update(task, advance=31, succeeded=29, failed=2)
+        progress.refresh()
+        shown = console.export_text()
+    assert "31/40" in shown and "29 succeeded" in shown and "2 failed" in shown

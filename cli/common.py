@@ -32,7 +32,6 @@ from p2pchan_cli.render import plain_view
 
 T = TypeVar("T")
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_PENDING = 3

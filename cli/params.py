@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,7 @@ def negatives_as_arguments(params: Sequence[click.Parameter], args: list[str]) -
     return [*options, "--", *arguments]
 
 
-def _next(words: Any) -> list[str]:
+def _next(words: Iterator[str]) -> list[str]:
     word = next(words, None)
     return [] if word is None else [word]
 
@@ -78,10 +78,6 @@ def _name(param: click.Parameter | None, default: str) -> str:
     return param.human_readable_name
 
 
-def usage_error(message: str, ctx: click.Context | None) -> click.UsageError:
-    return click.UsageError(message, ctx)
-
-
 class AmountType(click.ParamType):
     """A positive amount that fits in u64: decimal digits only."""
 
@@ -93,7 +89,7 @@ class AmountType(click.ParamType):
         try:
             return parse_positive_amount(str(value), _name(param, "AMOUNT"))
         except UserError as error:
-            raise usage_error(str(error), ctx) from None
+            raise click.UsageError(str(error), ctx) from None
 
 
 class HexIdType(click.ParamType):
@@ -108,7 +104,7 @@ class HexIdType(click.ParamType):
 def check_hex_id(text: str, what: str, ctx: click.Context | None) -> str:
     if not _HEX_ID.fullmatch(text):
         shown = text if len(text) <= 80 else text[:80] + "…"
-        raise usage_error(f"{what} must be 64 hex digits, got {shown!r}", ctx)
+        raise click.UsageError(f"{what} must be 64 hex digits, got {shown!r}", ctx)
     return text.lower()
 
 
@@ -140,7 +136,7 @@ class HostPortType(click.ParamType):
         try:
             return parse_host_port(str(value), _name(param, "HOST:PORT"))
         except UserError as error:
-            raise usage_error(str(error), ctx) from None
+            raise click.UsageError(str(error), ctx) from None
 
 
 @dataclass(frozen=True)
@@ -171,14 +167,14 @@ class PeerType(click.ParamType):
         node_id, sep, address = text.partition("@")
         what = _name(param, "PEER")
         if not sep and not self.address_optional:
-            raise usage_error(f"{what} must be NODE_ID@HOST:PORT, got {text!r}", ctx)
+            raise click.UsageError(f"{what} must be NODE_ID@HOST:PORT, got {text!r}", ctx)
         checked = check_hex_id(node_id, "NODE_ID", ctx)
         if not sep:
             return PeerAddress(checked, None)
         try:
             return PeerAddress(checked, parse_host_port(address, "the address after @"))
         except UserError as error:
-            raise usage_error(str(error), ctx) from None
+            raise click.UsageError(str(error), ctx) from None
 
 
 class CountType(click.ParamType):
@@ -197,7 +193,7 @@ class CountType(click.ParamType):
             text = str(value)
             number = int(text) if text.isascii() and text.isdigit() and len(text) < 20 else None
         if number is None or not self.minimum <= number <= self.maximum:
-            raise usage_error(
+            raise click.UsageError(
                 f"{_name(param, 'N')} must be a whole number from {self.minimum} to "
                 f"{self.maximum}, got {value}",
                 ctx,
@@ -218,7 +214,7 @@ class SecondsType(click.ParamType):
         except (TypeError, ValueError):
             seconds = float("nan")
         if not 0 < seconds < 10**9:  # also refuses nan and inf
-            raise usage_error(
+            raise click.UsageError(
                 f"{_name(param, 'SECONDS')} must be a number of seconds above 0, got {value}", ctx
             )
         return seconds

@@ -165,10 +165,6 @@ def render_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width
         return out
 
     header = line([c.header for c in columns])
-    rule = "─" * needed_width([widths[i] for i in shown])
+    rule = "─" * (sum(widths[i] for i in shown) + len(GAP) * (len(shown) - 1))
     body = [text for row in rows for text in line(row)]
     return "\n".join([*header, rule, *body])
-
-
-def needed_width(widths: Sequence[int]) -> int:
-    return sum(widths) + len(GAP) * (len(widths) - 1)

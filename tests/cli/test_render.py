@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from rich.cells import cell_len
 
+from p2pchan_cli.channel_commands import channel_state_text
 from p2pchan_cli.render import key_values, relative_time, route_text, short_id, text_of
 from p2pchan_cli.tables import channel_table, invoice_table, payment_table, peer_table
 from p2pchan_cli.views import (
@@ -341,3 +342,18 @@ def test_values_read_as_words() -> None:
     assert relative_time(NOW_MS + 90_000, NOW_MS) == "in 1 min"
     assert relative_time(NOW_MS - 7_200_000, NOW_MS) == "2 h ago"
     assert relative_time(NOW_MS + 5_000, NOW_MS) == "in 5 s"
+
+
+def test_a_timed_out_command_says_where_the_channel_is() -> None:
+    closed = dict(OPEN_CHANNEL, state="closed")
+    assert channel_state_text(closed) == (
+        "channel c3c3c3c3…c3c3c3 is closed on layer 1 and settles by itself once its 100-block "
+        "window ends"
+    )
+    assert channel_state_text(dict(OPEN_CHANNEL, state="opening")) == (
+        "channel c3c3c3c3…c3c3c3 is opening: its deposit is not on layer 1 yet"
+    )
+    assert channel_state_text(dict(SETTLED_CHANNEL, pending_locks=2)) == (
+        "channel d4d4d4d4…d4d4d4 is settled; 2 locks await their unlock on layer 1 "
+        "(cooperative close expired unused; force-closing)"
+    )

@@ -1,39 +1,53 @@
-"""Shared CLI plumbing: global options, the layer-1 address, output, errors and exit codes.
+"""Shared CLI plumbing: global options, the data dir and layer-1 address, output, exit codes.
 
 `--datadir`, `--l1`, `--json` and `--timeout` are accepted before or after the command name.
-Every command prints a human table by default or one JSON document with `--json`; every failure
-is one line on stderr and a non-zero exit status.
+A node's data dir defaults to `$P2PCHAN_DATADIR`, else `~/.p2pchan` (as `lncli` finds its
+node); a layer-1 node's is always given. Every command prints text for a person by default
+(sized to the terminal) or one JSON document with `--json`; every failure is one line on stderr
+and a non-zero exit status (`EXIT_*` below, listed in `--help`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import trio
-from rich.console import Console
 
+from p2pchan.concurrency import listen_error
 from p2pchan.errors import UserError
 from p2pchan.log import configure_logging
+from p2pchan_cli.params import HOST_PORT, SECONDS, HostPort, parse_host_port
+from p2pchan_cli.render import plain_view
 
 T = TypeVar("T")
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_PENDING = 3
+EXIT_CODES_HELP = (
+    "Exit status: 0 done; 1 failed (one line on stderr says why); 2 usage error; "
+    "3 still pending when --timeout ran out (a payment that may yet succeed or fail)."
+)
+DATADIR_ENV = "P2PCHAN_DATADIR"
+DEFAULT_DATADIR = "~/.p2pchan"
+UNLIMITED_WIDTH = 1000  # output that is not a terminal: nothing left out, nothing wrapped
 
 
 @dataclass
 class Settings:
     datadir: Path | None = None
-    l1: str | None = None
+    l1: HostPort | None = None
     json: bool = False
     timeout: float | None = None
     log_format: str = "auto"
@@ -62,10 +76,11 @@ _DATADIR = click.option(
     type=click.Path(path_type=Path, file_okay=False),
     expose_value=False,
     callback=_remember("datadir"),
-    help="Data directory of the process this command is about.",
+    help=f"Data directory of the node (default: ${DATADIR_ENV}, else {DEFAULT_DATADIR}).",
 )
 _L1 = click.option(
     "--l1",
+    type=HOST_PORT,
     metavar="HOST:PORT",
     expose_value=False,
     callback=_remember("l1"),
@@ -77,14 +92,15 @@ _JSON = click.option(
     is_flag=True,
     expose_value=False,
     callback=_remember("json"),
-    help="Print one JSON document instead of a table.",
+    help="Print one JSON document instead of text.",
 )
 _TIMEOUT = click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=SECONDS,
+    metavar="SECONDS",
     expose_value=False,
     callback=_remember("timeout"),
-    help="Give up waiting after this many seconds (exit 1).",
+    help="Give up waiting after this many seconds.",
 )
 
 
@@ -95,11 +111,26 @@ def global_options(command: Callable[..., T]) -> Callable[..., T]:
     return command
 
 
-def parse_host_port(text: str, what: str = "address") -> tuple[str, int]:
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise UserError(f"{what} must be HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port_text)
+def node_datadir(ctx: click.Context) -> Path:
+    """The node's data dir: --datadir, else $P2PCHAN_DATADIR, else ~/.p2pchan."""
+    given = settings(ctx).datadir
+    if given is not None:
+        return given
+    return Path(os.environ.get(DATADIR_ENV) or DEFAULT_DATADIR).expanduser()
+
+
+def check_port_free(address: HostPort, option: str) -> None:
+    """Fail at once, before a server starts and logs, if its port is taken. (The server's own
+    listen says the same if the port is taken in between.)"""
+    if address.port == 0:
+        return
+    try:
+        with socket.create_server((address.host, address.port)):
+            pass
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise listen_error(address.host, address.port, option, error) from None
+        # anything else (a host that is not ours, say): the server's listen reports it
 
 
 def read_ready_file(path: Path) -> dict[str, Any]:
@@ -114,20 +145,35 @@ def read_ready_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def l1_address(ctx: click.Context) -> tuple[str, int]:
+def l1_address(ctx: click.Context, *, ready_file_fallback: bool = True) -> HostPort:
+    """--l1, else $P2PCHAN_L1, else (for `l1` commands) the ready file of the layer-1 node
+    whose --datadir is given."""
     chosen = settings(ctx)
-    if chosen.l1:
-        return parse_host_port(chosen.l1, "--l1")
+    if chosen.l1 is not None:
+        return chosen.l1
     if os.environ.get("P2PCHAN_L1"):
         return parse_host_port(os.environ["P2PCHAN_L1"], "$P2PCHAN_L1")
-    if chosen.datadir is not None and (chosen.datadir / "l1.json").exists():
-        ready = read_ready_file(chosen.datadir / "l1.json")
-        return str(ready["host"]), int(ready["port"])
-    raise UserError("no layer-1 address: give --l1 HOST:PORT")
+    if chosen.datadir is not None and ready_file_fallback:
+        ready_file = chosen.datadir / "l1.json"
+        if not ready_file.exists():
+            raise UserError(
+                f"no layer-1 node is running in {chosen.datadir} ({ready_file.name} is missing): "
+                "start one with `p2pchan l1 start`, or give --l1 HOST:PORT"
+            )
+        ready = read_ready_file(ready_file)
+        try:
+            return HostPort(str(ready["host"]), int(ready["port"]))
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{ready_file} holds no host and port") from None
+    raise UserError("no layer-1 address: give --l1 HOST:PORT (or set $P2PCHAN_L1)")
+
+
+class TimedOut(UserError):
+    """--timeout ran out while the command waited."""
 
 
 def run(ctx: click.Context, main: Callable[[], Awaitable[T]]) -> T:
-    """Run an async command under trio, honouring --timeout."""
+    """Run an async command under trio, honouring --timeout (`TimedOut` when it runs out)."""
     timeout = settings(ctx).timeout
 
     async def guarded() -> T:
@@ -137,30 +183,27 @@ def run(ctx: click.Context, main: Callable[[], Awaitable[T]]) -> T:
     try:
         return trio.run(guarded)
     except trio.TooSlowError:
-        raise UserError(f"timed out after {timeout} s") from None
+        raise TimedOut(f"timed out after {timeout:g} s") from None
 
 
-def emit(ctx: click.Context, document: Any, human: Callable[[Console], None] | None = None) -> None:
-    """Print `document` as JSON with --json, else through `human` (or as a key/value table)."""
+def terminal_width() -> int:
+    """The terminal's width ($COLUMNS wins), or no limit when stdout is not a terminal."""
+    if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
+        return UNLIMITED_WIDTH
+    return shutil.get_terminal_size().columns
+
+
+def emit(ctx: click.Context, document: Any, human: Callable[[int], str] | None = None) -> None:
+    """Print `document` as JSON with --json, else as `human(width)` (or `plain_view`)."""
     if settings(ctx).json:
         click.echo(json.dumps(document, indent=2, sort_keys=False))
-        return
-    if human is not None:
-        # Ids are never cut: tables get room for them even when stdout is not a terminal.
-        human(Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True))
-    elif isinstance(document, dict):
-        click.echo(key_value_text(document))
+    elif human is not None:
+        click.echo(human(terminal_width()))
     else:
-        click.echo(str(document))
+        click.echo(plain_view(document))
 
 
-def key_value_text(document: dict[str, Any]) -> str:
-    """Aligned `key  value` lines; ids are never shortened."""
-    width = max((len(key) for key in document), default=0)
-    return "\n".join(f"{key:<{width}}  {value}" for key, value in document.items())
-
-
-def fail(message: str, code: int = EXIT_FAILURE) -> None:
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 

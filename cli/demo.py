@@ -165,7 +165,14 @@ async def _settled_views(*nodes: Node) -> list[dict[str, Any]]:
 @global_options
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """A guided tour: layer 1, two nodes, a channel, payments, a cheating close defeated."""
+    """A guided tour, with real processes, cleaned up afterwards.
+
+    Layer 1, two nodes, a channel, payments both ways, a cheating close defeated.
+
+    \b
+    Example:
+      p2pchan demo
+    """
     tour = Tour(Console(highlight=False))
     workdir = Path(tempfile.mkdtemp(prefix="p2pchan-demo-"))
     try:

@@ -10,14 +10,23 @@ import click
 import structlog
 import trio
 
-from p2pchan.errors import UserError
 from p2pchan.l1.client import L1Client
 from p2pchan.l1.genesis import load_genesis_spec
 from p2pchan.l1.server import READY_FILE, serve_l1
 from p2pchan.l1.service import ChainService
 from p2pchan.log import bind_process
-from p2pchan.types import parse_address, parse_amount
-from p2pchan_cli.common import emit, global_options, l1_address, run, server_logging, settings
+from p2pchan.types import Address
+from p2pchan_cli.common import (
+    check_port_free,
+    emit,
+    global_options,
+    l1_address,
+    run,
+    server_logging,
+    settings,
+)
+from p2pchan_cli.params import AMOUNT, HEX_ID, Command, CountType, HostPort
+from p2pchan_cli.views import l1_view
 
 log = structlog.get_logger("p2pchan.cli")
 
@@ -27,12 +36,15 @@ def l1() -> None:
     """Run the toy layer-1 chain and query it."""
 
 
+l1.command_class = Command
+
+
 @l1.command()
 @global_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=CountType(0, 65535),
     default=7700,
     show_default=True,
     help="Port to listen on (0 picks a free one; see DATADIR/l1.json).",
@@ -60,11 +72,19 @@ def start(
     dev: bool,
     genesis_file: Path | None,
 ) -> None:
-    """Start the layer-1 node in the foreground (SIGINT/SIGTERM stop it cleanly)."""
-    server_logging(ctx)
+    """Start the layer-1 node in the foreground (SIGINT/SIGTERM stop it cleanly).
+
+    Writes DATADIR/l1.json once listening.
+
+    \b
+    Example:
+      p2pchan l1 start --datadir /tmp/net/l1 --port 7700 --dev
+    """
     datadir = settings(ctx).datadir
     if datadir is None:
-        raise UserError("l1 start needs --datadir")
+        raise click.UsageError("l1 start needs --datadir (the chain's own directory)", ctx)
+    check_port_free(HostPort(host, port), "--port")
+    server_logging(ctx)
     spec = load_genesis_spec(genesis_file) if genesis_file is not None else None
     bind_process(process="l1")
     service = ChainService.open(datadir, block_time=block_time, dev=dev, genesis_spec=spec)
@@ -93,11 +113,16 @@ def start(
 @global_options
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """Chain id, height and totals."""
-    host, port = l1_address(ctx)
+    """Chain id, height and totals.
+
+    \b
+    Example:
+      p2pchan l1 status --l1 127.0.0.1:7700
+    """
+    chain = l1_address(ctx)
 
     async def main() -> dict[str, Any]:
-        async with L1Client.connect(host, port) as client:
+        async with L1Client.connect(chain.host, chain.port) as client:
             result = await client.status()
         return {
             "chain_id": result.chain_id.hex(),
@@ -112,27 +137,33 @@ def status(ctx: click.Context) -> None:
             "contract_holdings": result.contract_holdings,
         }
 
-    emit(ctx, run(ctx, main))
+    document = run(ctx, main)
+    emit(ctx, document, lambda _width: l1_view(document))
 
 
 @l1.command()
 @global_options
-@click.argument("node_id")
-@click.argument("amount")
+@click.argument("node_id", metavar="NODE_ID", type=HEX_ID)
+@click.argument("amount", metavar="AMOUNT", type=AMOUNT)
 @click.option(
     "--wait/--no-wait",
     default=None,
     help="Wait until the grant is in a durable block (default: wait unless --block-time is 0).",
 )
 @click.pass_context
-def faucet(ctx: click.Context, node_id: str, amount: str, wait: bool | None) -> None:
-    """Grant AMOUNT to NODE_ID on a --dev chain."""
-    address = parse_address(node_id, "NODE_ID")
-    value = parse_amount(amount)
-    host, port = l1_address(ctx)
+def faucet(ctx: click.Context, node_id: str, amount: int, wait: bool | None) -> None:
+    """Grant AMOUNT to NODE_ID on a --dev chain.
+
+    \b
+    Example:
+      p2pchan l1 faucet $ALICE 100000 --l1 127.0.0.1:7700
+    """
+    address = Address(bytes.fromhex(node_id))
+    value = amount
+    chain = l1_address(ctx)
 
     async def main() -> dict[str, Any]:
-        async with L1Client.connect(host, port) as client:
+        async with L1Client.connect(chain.host, chain.port) as client:
             should_wait = wait if wait is not None else (await client.status()).block_time_ms > 0
             result = await client.faucet(address, value, wait=should_wait)
         return {
@@ -143,20 +174,26 @@ def faucet(ctx: click.Context, node_id: str, amount: str, wait: bool | None) -> 
             "included": result.included,
         }
 
-    emit(ctx, run(ctx, main))
+    document = run(ctx, main)
+    emit(ctx, document, lambda _width: l1_view(document))
 
 
 @l1.command()
 @global_options
-@click.argument("node_id")
+@click.argument("node_id", metavar="NODE_ID", type=HEX_ID)
 @click.pass_context
 def balance(ctx: click.Context, node_id: str) -> None:
-    """Balance and nonce of NODE_ID as of the head block (and with pending transactions)."""
-    address = parse_address(node_id, "NODE_ID")
-    host, port = l1_address(ctx)
+    """Balance and nonce of NODE_ID as of the head block (and with pending transactions).
+
+    \b
+    Example:
+      p2pchan l1 balance $BOB --l1 127.0.0.1:7700
+    """
+    address = Address(bytes.fromhex(node_id))
+    chain = l1_address(ctx)
 
     async def main() -> dict[str, Any]:
-        async with L1Client.connect(host, port) as client:
+        async with L1Client.connect(chain.host, chain.port) as client:
             result = await client.account(address)
         return {
             "node_id": address.hex(),
@@ -166,19 +203,26 @@ def balance(ctx: click.Context, node_id: str) -> None:
             "pending_nonce": result.pending_nonce,
         }
 
-    emit(ctx, run(ctx, main))
+    document = run(ctx, main)
+    emit(ctx, document, lambda _width: l1_view(document))
 
 
 @l1.command()
 @global_options
-@click.argument("count", type=click.IntRange(1, 10_000), default=1)
+@click.argument("count", metavar="N", type=CountType(1, 10_000), default=1)
 @click.pass_context
 def mine(ctx: click.Context, count: int) -> None:
-    """Seal COUNT blocks now (for --block-time 0 chains; works on any)."""
-    host, port = l1_address(ctx)
+    """Seal N blocks now (for --block-time 0 chains; works on any).
+
+    \b
+    Example:
+      p2pchan l1 mine 3 --l1 127.0.0.1:7700
+    """
+    chain = l1_address(ctx)
 
     async def main() -> dict[str, Any]:
-        async with L1Client.connect(host, port) as client:
+        async with L1Client.connect(chain.host, chain.port) as client:
             return {"height": await client.mine(count)}
 
-    emit(ctx, run(ctx, main))
+    document = run(ctx, main)
+    emit(ctx, document, lambda _width: l1_view(document))

@@ -1,4 +1,10 @@
-"""Entry point of the `p2pchan` command: the root group, logging, and error handling."""
+"""Entry point of the `p2pchan` command: the root group, logging, and how failures end.
+
+Every failure ends as one line on stderr, `error: ...`, and an exit status that says what kind
+(see `EXIT_CODES_HELP`): a usage error (a bad argument, an unknown option) names the help to
+read; an error of ours or of the operating system (a port in use, a missing file) is its
+message; only a bug of ours shows a traceback.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,32 @@ from p2pchan.errors import P2pchanError
 from p2pchan.log import configure_logging
 from p2pchan_cli.bench_commands import bench
 from p2pchan_cli.channel_commands import CHANNEL_COMMANDS
-from p2pchan_cli.common import EXIT_FAILURE, global_options, settings
+from p2pchan_cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    global_options,
+    settings,
+)
 from p2pchan_cli.demo import demo
 from p2pchan_cli.l1_commands import l1
 from p2pchan_cli.node_commands import NODE_COMMANDS, node
 from p2pchan_cli.pay_batch import pay_batch
+from p2pchan_cli.payment_commands import PAYMENT_COMMANDS
+
+PROG_NAME = "p2pchan"
+EXIT_INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Start with `p2pchan node init`, `p2pchan node start --l1 HOST:PORT`, then "
+        "`p2pchan connect NODE_ID@HOST:PORT` and `p2pchan open NODE_ID AMOUNT`; "
+        "`p2pchan COMMAND -h` shows an example of each command. " + EXIT_CODES_HELP
+    ),
+)
+@click.version_option(package_name="p2pchan", prog_name=PROG_NAME, message="%(prog)s %(version)s")
 @global_options
 @click.option(
     "--log-format",
@@ -45,31 +69,45 @@ def cli(ctx: click.Context, log_format: str, log_level: str | None) -> None:
 
 cli.add_command(l1)
 cli.add_command(node)
-for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, pay_batch]:
+for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, *PAYMENT_COMMANDS, pay_batch]:
     cli.add_command(command)
 cli.add_command(demo)
 cli.add_command(bench)
 
 
+def one_line(message: str) -> str:
+    return "; ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def usage_line(error: click.UsageError) -> str:
+    """`No such option '--bogus'. (see `p2pchan open --help`)`: the problem, then where to look."""
+    path = error.ctx.command_path if error.ctx is not None else PROG_NAME
+    return f"{one_line(error.format_message()).rstrip('.')} (see `{path} --help`)"
+
+
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name=PROG_NAME, standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
+    except click.UsageError as error:
+        click.echo(f"error: {usage_line(error)}", err=True)
+        sys.exit(EXIT_USAGE)
     except click.ClickException as error:
-        error.show()
+        click.echo(f"error: {one_line(error.format_message())}", err=True)
         sys.exit(error.exit_code)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("error: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except BaseException as raised:  # every failure of ours is one line and exit 1
         cause = single_error(raised)
         if isinstance(cause, SystemExit):
             raise cause from None
-        if isinstance(cause, P2pchanError):
-            click.echo(f"error: {cause}", err=True)
+        if isinstance(cause, KeyboardInterrupt):
+            click.echo("error: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        if isinstance(cause, P2pchanError | OSError):  # ours, or the system's (a missing file)
+            click.echo(f"error: {one_line(str(cause))}", err=True)
             sys.exit(EXIT_FAILURE)
         raise
 

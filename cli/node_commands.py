@@ -1,4 +1,5 @@
-"""`p2pchan node init|start` and the node commands that talk to a running node over RPC."""
+"""`p2pchan node init|start` and the node commands that talk to a running node over RPC:
+`info`, `connect`, `peers`, `disconnect`."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from typing import Any
 import click
 import structlog
 import trio
-from rich.console import Console
-from rich.table import Table
 
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, load_key_file, write_key_file
 from p2pchan.errors import UserError
@@ -19,29 +18,25 @@ from p2pchan.net.misbehave import Misbehave, parse_modes
 from p2pchan.net.node import NodeConfig, open_node
 from p2pchan.net.peers import PeerConfig
 from p2pchan.net.rpc_client import RpcClient
-from p2pchan.types import KEY_SIZE, parse_hex
 from p2pchan_cli.common import (
+    check_port_free,
     emit,
     global_options,
     l1_address,
-    parse_host_port,
+    node_datadir,
     run,
     server_logging,
-    settings,
 )
+from p2pchan_cli.params import HEX_ID, HOST_PORT, PEER, Command, HostPort, PeerAddress, command
+from p2pchan_cli.render import short_id
+from p2pchan_cli.tables import peer_table
+from p2pchan_cli.views import info_view, peer_view
 
 log = structlog.get_logger("p2pchan.cli")
 
 
-def require_datadir(ctx: click.Context) -> Path:
-    datadir = settings(ctx).datadir
-    if datadir is None:
-        raise UserError("this command needs --datadir")
-    return datadir
-
-
 async def call_node(ctx: click.Context, method: str, params: dict[str, Any] | None = None) -> Any:
-    async with RpcClient.connect(require_datadir(ctx)) as rpc:
+    async with RpcClient.connect(node_datadir(ctx)) as rpc:
         return await rpc.call(method, params or {})
 
 
@@ -50,12 +45,20 @@ def node() -> None:
     """Create and run a channel node."""
 
 
+node.command_class = Command
+
+
 @node.command()
 @global_options
 @click.pass_context
 def init(ctx: click.Context) -> None:
-    """Create the data dir and the node's key (0600); print the node id."""
-    datadir = require_datadir(ctx)
+    """Create the data dir and the node's key (0600); print the node id.
+
+    \b
+    Example:
+      BOB=$(p2pchan node init --datadir /tmp/net/bob)
+    """
+    datadir = node_datadir(ctx)
     datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_path = datadir / KEY_FILE_NAME
     created = not key_path.exists()
@@ -63,7 +66,7 @@ def init(ctx: click.Context) -> None:
         write_key_file(key_path, Identity.generate())
     identity = load_key_file(key_path)
     document = {"node_id": identity.node_id.hex(), "created": created}
-    emit(ctx, document, lambda console: console.print(identity.node_id.hex()))
+    emit(ctx, document, lambda _width: identity.node_id.hex())
 
 
 @node.command()
@@ -71,6 +74,7 @@ def init(ctx: click.Context) -> None:
 @click.option(
     "--listen",
     "listen",
+    type=HOST_PORT,
     default="127.0.0.1:0",
     show_default=True,
     metavar="HOST:PORT",
@@ -99,7 +103,7 @@ def init(ctx: click.Context) -> None:
 @click.pass_context
 def start(
     ctx: click.Context,
-    listen: str,
+    listen: HostPort,
     alias: str,
     dev: bool,
     misbehave: str,
@@ -108,20 +112,27 @@ def start(
     reconnect_max: float,
     profile_path: Path | None,
 ) -> None:
-    """Run the node in the foreground (SIGINT/SIGTERM stop it cleanly)."""
-    server_logging(ctx)
-    datadir = require_datadir(ctx)
+    """Run the node in the foreground (SIGINT/SIGTERM stop it cleanly).
+
+    Writes DATADIR/node.json once ready. The layer-1 node comes from --l1 or $P2PCHAN_L1.
+
+    \b
+    Example:
+      p2pchan node start --datadir /tmp/net/bob --listen 127.0.0.1:9736 --l1 127.0.0.1:7700
+    """
+    datadir = node_datadir(ctx)
+    chain = l1_address(ctx, ready_file_fallback=False)
+    check_port_free(listen, "--listen")
     modes = parse_modes(misbehave)
     if modes and not dev:
         raise UserError("--misbehave needs --dev: attack modes are for tests and chaos runs")
-    listen_host, listen_port = parse_host_port(listen, "--listen")
-    l1_host, l1_port = l1_address(ctx)
+    server_logging(ctx)
     config = NodeConfig(
         datadir=datadir,
-        listen_host=listen_host,
-        listen_port=listen_port,
-        l1_host=l1_host,
-        l1_port=l1_port,
+        listen_host=listen.host,
+        listen_port=listen.port,
+        l1_host=chain.host,
+        l1_port=chain.port,
         alias=alias,
         dev=dev,
         misbehave=modes,
@@ -153,63 +164,67 @@ def start(
         profiler.dump_stats(profile_path)
 
 
-def _peer_table(peers: list[dict[str, Any]]) -> Table:
-    table = Table("address", "connected", "direction")
-    table.add_column("node_id", min_width=64, no_wrap=True)
-    for peer in peers:
-        table.add_row(
-            peer["node_id"],
-            f"{peer['host']}:{peer['port']}",
-            str(peer["connected"]),
-            peer["direction"] or "-",
-        )
-    return table
-
-
-@click.command()
+@command()
 @global_options
 @click.pass_context
 def info(ctx: click.Context) -> None:
-    """The node's id, addresses, layer-1 view and counts."""
-    emit(ctx, run(ctx, lambda: call_node(ctx, "info")))
+    """The node's id, uri, version, layer-1 view and counts.
+
+    \b
+    Example:
+      p2pchan --datadir /tmp/net/alice info
+    """
+    result = run(ctx, lambda: call_node(ctx, "info"))
+    emit(ctx, result, lambda _width: info_view(result))
 
 
-@click.command()
+@command()
 @global_options
-@click.argument("peer", metavar="NODE_ID@HOST:PORT")
+@click.argument("peer", metavar="NODE_ID@HOST:PORT", type=PEER)
 @click.pass_context
-def connect(ctx: click.Context, peer: str) -> None:
-    """Connect to a peer and keep reconnecting to it (remembered across restarts)."""
-    node_id, sep, address = peer.partition("@")
-    if not sep:
-        raise UserError("give the peer as NODE_ID@HOST:PORT")
-    parse_hex(node_id, size=KEY_SIZE, what="NODE_ID")
-    host, port = parse_host_port(address, "peer address")
-    params = {"node_id": node_id, "host": host, "port": port}
-    emit(ctx, run(ctx, lambda: call_node(ctx, "connect", params)))
+def connect(ctx: click.Context, peer: PeerAddress) -> None:
+    """Connect to a peer and keep reconnecting to it.
+
+    The peer is remembered: redialled with backoff whenever the connection drops, and after a
+    restart.
+
+    \b
+    Example:
+      p2pchan connect $BOB@127.0.0.1:9736
+    """
+    assert peer.address is not None  # PEER requires one
+    params = {"node_id": peer.node_id, "host": peer.address.host, "port": peer.address.port}
+    result = run(ctx, lambda: call_node(ctx, "connect", params))
+    emit(ctx, result, lambda _width: peer_view(result))
 
 
-@click.command()
+@command()
 @global_options
 @click.pass_context
 def peers(ctx: click.Context) -> None:
-    """Connected and remembered peers."""
+    """Connected and remembered peers.
+
+    \b
+    Example:
+      p2pchan peers
+    """
     listed = run(ctx, lambda: call_node(ctx, "peers"))
-
-    def human(console: Console) -> None:
-        console.print(_peer_table(listed) if listed else "no peers")
-
-    emit(ctx, listed, human)
+    emit(ctx, listed, lambda width: peer_table(listed, width))
 
 
-@click.command()
+@command()
 @global_options
-@click.argument("node_id")
+@click.argument("node_id", metavar="NODE_ID", type=HEX_ID)
 @click.pass_context
 def disconnect(ctx: click.Context, node_id: str) -> None:
-    """Close the connection to a peer and stop reconnecting to it."""
-    parse_hex(node_id, size=KEY_SIZE, what="NODE_ID")
-    emit(ctx, run(ctx, lambda: call_node(ctx, "disconnect", {"node_id": node_id})))
+    """Close the connection to a peer and stop reconnecting to it.
+
+    \b
+    Example:
+      p2pchan disconnect $BOB
+    """
+    result = run(ctx, lambda: call_node(ctx, "disconnect", {"node_id": node_id}))
+    emit(ctx, result, lambda _width: f"disconnected from {short_id(node_id)}")
 
 
 NODE_COMMANDS = [info, connect, peers, disconnect]

@@ -1,13 +1,31 @@
-"""Small structured-concurrency helpers on top of trio."""
+"""Small structured-concurrency helpers on top of trio, and the TCP listen every server does."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
 
-from p2pchan.errors import P2pchanError
+from p2pchan.errors import P2pchanError, UserError
+
+
+async def listen_tcp(host: str, port: int, option: str) -> list[trio.SocketListener]:
+    """`trio.open_tcp_listeners`, failing with one line that names the `option` to change (a
+    port in use is the operator's to fix, not a traceback)."""
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as error:
+        raise listen_error(host, port, option, error) from None
+
+
+def listen_error(host: str, port: int, option: str, error: OSError) -> UserError:
+    if error.errno == errno.EADDRINUSE:
+        reason = f"port {port} is in use (choose another with {option}; 0 picks a free one)"
+    else:
+        reason = error.strerror or str(error)
+    return UserError(f"cannot listen on {host}:{port}: {reason}")
 
 
 @asynccontextmanager

@@ -7,6 +7,8 @@ values we compute ourselves (decoded values are checked by `p2pchan.wire.fields`
 
 from __future__ import annotations
 
+import json
+import re
 from typing import NewType
 
 from p2pchan.errors import UserError
@@ -71,3 +73,39 @@ def parse_amount(text: str | int, what: str = "amount") -> Amount:
     if not fits_u64(value):
         raise UserError(f"{what} must be between 0 and {U64_MAX}, got {value}")
     return Amount(value)
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _amount_error(what: str, shown: str) -> UserError:
+    return UserError(f"{what} must be a whole number from 1 to {U64_MAX}, got {shown}")
+
+
+def parse_positive_amount(text: str, what: str = "amount") -> Amount:
+    """A payment, deposit or grant typed by the operator: decimal digits, 1 to u64.
+
+    Negative, zero, fractional, too large and garbled amounts all get the same message, so the
+    rule is learnt at once whatever the mistake (`-5`, `0`, `1.5`, `2**64`, `5x`).
+    """
+    if len(text) > len(str(U64_MAX)) or not _DIGITS.fullmatch(text) or not 0 < int(text) <= U64_MAX:
+        raise _amount_error(what, text if len(text) <= 40 else text[:40] + "…")
+    return Amount(int(text))
+
+
+def positive_amount(value: object, what: str = "amount") -> Amount:
+    """The same rule for an amount read from JSON (a batch file, an RPC call): an integer, not
+    a string, float or boolean that looks like one (`"10"`, `10.0`, `true` are refused)."""
+    if type(value) is not int or not 0 < value <= U64_MAX:
+        try:
+            shown = json.dumps(value)
+        except (TypeError, ValueError):
+            shown = type(value).__name__
+        raise _amount_error(what, shown)
+    return Amount(value)
+
+
+def short_hex(raw: bytes) -> str:
+    """A wide id as people read it in one line of text: both ends, `8218798c…e9af20`."""
+    text = raw.hex()
+    return text if len(text) <= 15 else f"{text[:8]}…{text[-6:]}"

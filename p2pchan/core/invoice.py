@@ -3,7 +3,9 @@
 The string is "p2pc1" + lowercase base32 (no padding) of the msgpack array [data, signature];
 `data` is the msgpack array (chain_id, payee, amount, secrethash, timestamp_ms, expiry_seconds,
 min_final_lock_timeout, description, route_hints), signed by the payee with the invoice tag. The
-chain id binds it to one network. Decoding checks everything and raises `UserError`.
+chain id binds it to one network. Decoding checks everything and raises `UserError` saying
+what is wrong: `parse_invoice` the format and signature (a batch file is checked so before the
+node is asked), `decode_invoice` the chain too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from p2pchan.wire.records import Record, wire
 
 PREFIX = "p2pc1"
 MAX_INVOICE_BYTES = 2048
+MAX_INVOICE_TEXT = (MAX_INVOICE_BYTES + 128) * 8 // 5 + 8  # base32 of the largest envelope
 DEFAULT_EXPIRY_SECONDS = 3600
 
 
@@ -58,20 +61,39 @@ def encode_invoice(identity: Identity, invoice: Invoice) -> str:
     return PREFIX + base64.b32encode(envelope).decode().rstrip("=").lower()
 
 
-def decode_invoice(text: str, chain_id: ChainId) -> Invoice:
-    """Parse and check an invoice string for this chain (`UserError` with the reason)."""
+def parse_invoice(text: str) -> Invoice:
+    """Parse an invoice string and check its payee's signature, whatever its chain (`UserError`
+    saying what is wrong, in words a payer can act on)."""
     text = text.strip()
     if not text.lower().startswith(PREFIX):
-        raise UserError(f"an invoice starts with {PREFIX!r}")
+        raise UserError(f"not an invoice: an invoice starts with {PREFIX!r}")
     body = text[len(PREFIX) :].upper()
+    if len(body) > MAX_INVOICE_TEXT:
+        raise UserError(f"not an invoice: longer than any invoice ({len(text)} characters)")
     try:
         raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    except (binascii.Error, ValueError):
+        raise UserError(
+            "malformed invoice: not base32 after 'p2pc1' (cut short or mistyped?)"
+        ) from None
+    try:
         envelope = _Envelope.from_wire(unpack(raw, max_len=MAX_INVOICE_BYTES + 128), "invoice")
         invoice = Invoice.from_wire(unpack(envelope.data, max_len=MAX_INVOICE_BYTES), "invoice")
-    except (binascii.Error, ValueError, RemoteProtocolError) as error:
-        raise UserError(f"malformed invoice: {error}") from None
+    except (ValueError, RemoteProtocolError):
+        raise UserError(
+            "malformed invoice: its contents do not decode (cut short or mistyped?)"
+        ) from None
     if not is_valid(invoice.payee, SigningTag.INVOICE, envelope.data, envelope.signature):
-        raise UserError("the invoice is not signed by its payee")
+        raise UserError("the invoice is not signed by its payee (altered after it was made?)")
+    return invoice
+
+
+def decode_invoice(text: str, chain_id: ChainId) -> Invoice:
+    """Parse and check an invoice string for this chain (`UserError` with the reason)."""
+    invoice = parse_invoice(text)
     if invoice.chain_id != chain_id:
-        raise UserError("the invoice is for another network (chain id)")
+        raise UserError(
+            f"the invoice is for another network (chain {invoice.chain_id.hex()[:16]}…, "
+            f"ours is {chain_id.hex()[:16]}…)"
+        )
     return invoice

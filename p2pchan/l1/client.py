@@ -11,6 +11,7 @@ raises `ChainError` with the server's code; a lost connection raises `L1Unavaila
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -18,7 +19,7 @@ from typing import TypeVar
 import structlog
 import trio
 
-from p2pchan.concurrency import background_nursery
+from p2pchan.concurrency import background_nursery, leaves
 from p2pchan.errors import ChainError, RemoteProtocolError
 from p2pchan.l1.api import (
     MAX_REQUEST_SIZE,
@@ -64,10 +65,27 @@ CONNECT_TIMEOUT = 10.0
 
 
 class L1Unavailable(ChainError):
-    """The layer-1 node cannot be reached or the connection was lost."""
+    """The layer-1 node cannot be reached or the connection was lost (its code: unavailable;
+    it reads as its message alone)."""
 
     def __init__(self, message: str) -> None:
         super().__init__("unavailable", message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _connect_failure(error: BaseException) -> str:
+    """Why a connection failed, in the system's words (`Connection refused`), not trio's
+    summary of its attempts."""
+    if isinstance(error, trio.TooSlowError):
+        return f"no answer within {CONNECT_TIMEOUT:g} s"
+    causes = leaves(error.__cause__) if error.__cause__ is not None else [error]
+    for cause in causes:
+        if isinstance(cause, OSError) and cause.errno is not None:
+            # A name that does not resolve has a negative errno and its own words.
+            return os.strerror(cause.errno) if cause.errno > 0 else str(cause.strerror)
+    return str(error)
 
 
 async def _connect(host: str, port: int) -> trio.SocketStream:
@@ -75,7 +93,8 @@ async def _connect(host: str, port: int) -> trio.SocketStream:
         with trio.fail_after(CONNECT_TIMEOUT):
             return await trio.open_tcp_stream(host, port)
     except (OSError, trio.TooSlowError) as error:
-        raise L1Unavailable(f"cannot reach layer 1 at {host}:{port}: {error}") from None
+        reason = _connect_failure(error)
+        raise L1Unavailable(f"cannot reach layer 1 at {host}:{port}: {reason}") from None
 
 
 class _Pending:

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 import trio
 
-from p2pchan.concurrency import leaves, only_expected
+from p2pchan.concurrency import leaves, listen_tcp, only_expected
 from p2pchan.errors import ChainError, RemoteProtocolError
 from p2pchan.l1.api import (
     MAX_REQUEST_SIZE,
@@ -263,7 +263,8 @@ async def _serve_connection(
         if protocol:
             log.warning("l1_connection_dropped", peer=peer, reason=str(protocol[0]))
         else:
-            log.info("l1_connection_lost", peer=peer, reason=type(reasons[0]).__name__)
+            reason = str(reasons[0]) or type(reasons[0]).__name__
+            log.info("l1_connection_lost", peer=peer, reason=reason)
     finally:
         limiter.release()
         with trio.move_on_after(1) as cleanup:
@@ -284,7 +285,7 @@ async def serve_l1(
     task_status: trio.TaskStatus[L1Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the chain on `host:port` (0 picks a free port) until cancelled."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await listen_tcp(host, port, "--port")
     bound_host, bound_port = listeners[0].socket.getsockname()[:2]
     address = L1Address(bound_host, bound_port)
     limiter = trio.CapacityLimiter(MAX_CONNECTIONS)

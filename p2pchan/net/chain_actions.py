@@ -4,7 +4,8 @@ settle cooperatively.
 Each duty is submitted once at a time (duplicates are skipped while one is under way), waits for
 its block, and is forgotten afterwards, so a duty the core still asks for on a later block (a
 transaction lost in a layer-1 crash, or refused because it was too early) is simply tried again.
-A refusal is logged with its reason; nothing here ever raises into the node.
+A refusal is logged with its reason (once a minute per duty while it repeats); nothing here
+ever raises into the node.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from p2pchan.l1.transactions import (
     RegisterSecret,
 )
 from p2pchan.l1.wallet import Wallet
+from p2pchan.log import Throttle
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +70,7 @@ class ChainActions:
     def __init__(self, wallet: Wallet) -> None:
         self.wallet = wallet
         self._under_way: set[str] = set()
+        self._refusals = Throttle()
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -88,8 +91,14 @@ class ChainActions:
             result = await self.wallet.send(call, wait=True)
             log.info("chain_duty_included", duty=key.split(":")[0], block=result.block)
         except ChainError as error:
-            log.info(
-                "chain_duty_refused", duty=key.split(":")[0], code=error.code, reason=error.message
-            )
+            # Asked for again on every block until done: one line a minute per duty.
+            if (repeated := self._refusals.allow(key)) is not None:
+                log.info(
+                    "chain_duty_refused",
+                    duty=key.split(":")[0],
+                    code=error.code,
+                    reason=error.message,
+                    repeated=repeated,
+                )
         finally:
             self._under_way.discard(key)

@@ -5,6 +5,10 @@ channel opened towards it before it ever ran is not missed) and reports itself s
 it has caught up with the head it saw when starting: after a restart the node reacts to
 everything that happened while it was down (a partner's close above all) before it talks to
 peers again. It resubscribes with backoff whenever layer 1 goes away.
+
+Once a block is applied it logs, at info, what the block did to our channels: `channel_opened`,
+`channel_funded` (a deposit, ours or the partner's) and `channel_settled` (what we got back);
+closes are logged by the channel manager as it answers them.
 """
 
 from __future__ import annotations
@@ -16,6 +20,13 @@ import trio
 
 from p2pchan.errors import ChainError, RemoteProtocolError
 from p2pchan.l1.client import subscribe
+from p2pchan.l1.events import (
+    ChannelCooperativelySettled,
+    ChannelDeposited,
+    ChannelOpened,
+    ChannelSettled,
+    Event,
+)
 from p2pchan.net.channels import ChannelManager
 from p2pchan.net.l1_link import L1Link
 
@@ -64,6 +75,7 @@ class ChainWatcher:
                         await self.manager.on_chain_block(
                             height, notice.events, self.link.channel, checkpoint=checkpoint
                         )
+                        log_channel_events(self.manager, notice.events)
                         self.processed = height
                         self._advanced.set()
                         self._advanced = trio.Event()
@@ -81,3 +93,24 @@ class ChainWatcher:
     async def wait_for_height(self, height: int) -> None:
         while self.processed < height:
             await self._advanced.wait()
+
+
+def log_channel_events(manager: ChannelManager, events: tuple[Event, ...]) -> None:
+    """One info line per event of this block that concerns one of our channels."""
+    for event in events:
+        channel_id = getattr(event, "channel_id", None)
+        channel = manager.channels.get(channel_id) if channel_id is not None else None
+        if channel is None:
+            continue
+        fields = {"channel": channel.channel_id.hex(), "peer": channel.partner.hex()}
+        if isinstance(event, ChannelOpened):
+            log.info("channel_opened", settle_timeout=event.settle_timeout, **fields)
+        elif isinstance(event, ChannelDeposited):
+            by = "us" if event.participant == manager.us else "partner"
+            log.info("channel_funded", by=by, total_deposit=event.total_deposit, **fields)
+        elif isinstance(event, ChannelSettled):
+            ours = event.payout_a if channel.we_are_a else event.payout_b
+            log.info("channel_settled", cooperative=False, to_us=ours, **fields)
+        elif isinstance(event, ChannelCooperativelySettled):
+            ours = event.balance_a if channel.we_are_a else event.balance_b
+            log.info("channel_settled", cooperative=True, to_us=ours, **fields)

@@ -1,5 +1,9 @@
 """The control API for channels and payments: open, deposit, channels, close, send, pay,
-invoice, payments, invoices (and, on --dev nodes, the payment load generator of the benchmark).
+invoice, decode, payments, invoices (and, on --dev nodes, the payment load generator of the
+benchmark).
+
+`open` takes only a connected peer: a channel with a node we cannot reach would lock the deposit
+on layer 1 until a forced close and its whole window gave it back.
 
 Handlers that wait (for blocks, or for a payment to become final) rely on the caller's deadline:
 the CLI's --timeout ends the call, never the work it started.
@@ -18,9 +22,17 @@ from p2pchan.errors import UserError
 from p2pchan.l1.state import MIN_SETTLE_TIMEOUT
 from p2pchan.l1.transactions import ChannelDeposit
 from p2pchan.net.payment_book import OutgoingPayment
-from p2pchan.net.payments import payment_result
+from p2pchan.net.payments import PAYMENT_STATUSES, PaymentService, payment_result
 from p2pchan.net.rpc import RpcParamError, param, parsed_param
-from p2pchan.types import KEY_SIZE, U64_MAX, Address, ChannelId, parse_hex
+from p2pchan.types import (
+    KEY_SIZE,
+    Address,
+    ChannelId,
+    NodeId,
+    parse_hex,
+    positive_amount,
+    short_hex,
+)
 
 if TYPE_CHECKING:
     from p2pchan.net.node import Node
@@ -68,10 +80,13 @@ def _channel_id(text: Any) -> ChannelId:
 
 
 def _amount(params: dict[str, Any], name: str) -> int:
-    value = param(params, name, int)
-    if not 0 < value <= U64_MAX:
-        raise RpcParamError(f"{name} must be a positive integer that fits in u64")
-    return value
+    """A positive u64 amount, worded as the CLI words it."""
+    if params.get(name) is None:
+        raise RpcParamError(f"missing parameter {name!r}")
+    try:
+        return positive_amount(params[name], name)
+    except UserError as error:
+        raise RpcParamError(str(error)) from None
 
 
 def register_channel_api(node: Node) -> None:
@@ -93,6 +108,11 @@ def register_channel_api(node: Node) -> None:
         if existing is not None:
             raise UserError(
                 f"a channel with this peer is already open: {existing.channel_id.hex()}"
+            )
+        if NodeId(partner) not in node.peers.sessions:
+            raise UserError(
+                f"not connected to {short_hex(partner)}: open a channel only with a connected "
+                "peer (connect first, or give NODE_ID@HOST:PORT)"
             )
         balance = (await node.link.account(node.node_id)).pending_balance
         if balance < amount:
@@ -172,11 +192,14 @@ def register_channel_api(node: Node) -> None:
         payee = parsed_param(params, "node_id", _address)
         amount = _amount(params, "amount")
         payment = await payments.send(payee, amount)
-        return await _final_or_pending(payment, params)
+        return await _final_or_pending(payments, payment, params)
 
     async def pay(params: dict[str, Any]) -> dict[str, Any]:
         payment = await payments.pay(param(params, "invoice", str))
-        return await _final_or_pending(payment, params)
+        return await _final_or_pending(payments, payment, params)
+
+    async def decode(params: dict[str, Any]) -> dict[str, Any]:
+        return payments.decode(param(params, "invoice", str))
 
     async def invoice(params: dict[str, Any]) -> dict[str, Any]:
         amount = _amount(params, "amount")
@@ -189,7 +212,15 @@ def register_channel_api(node: Node) -> None:
         return await payments.create_invoice(amount, description, expiry)
 
     async def list_payments(params: dict[str, Any]) -> list[dict[str, Any]]:
-        return await payments.payments()
+        prefix = param(params, "payment_hash", str, default=None)
+        if prefix is not None:
+            prefix = prefix.lower()
+            if not prefix or len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
+                raise RpcParamError("payment_hash must be hex (a whole hash or its start)")
+        status = param(params, "status", str, default=None)
+        if status is not None and status not in PAYMENT_STATUSES:
+            raise RpcParamError(f"status must be one of {', '.join(PAYMENT_STATUSES)}")
+        return await payments.payments(payment_hash=prefix, status=status)
 
     async def list_invoices(params: dict[str, Any]) -> list[dict[str, Any]]:
         return await payments.invoices()
@@ -246,6 +277,7 @@ def register_channel_api(node: Node) -> None:
         ("close", close),
         ("send", send),
         ("pay", pay),
+        ("decode", decode),
         ("invoice", invoice),
         ("payments", list_payments),
         ("invoices", list_invoices),
@@ -262,9 +294,9 @@ def _settled(channel: Channel) -> bool:
     return channel.status == ChannelStatus.SETTLED and not channel.settled_unlocks
 
 
-async def _final_or_pending(payment: OutgoingPayment, params: dict[str, Any]) -> dict[str, Any]:
+async def _final_or_pending(
+    payments: PaymentService, payment: OutgoingPayment, params: dict[str, Any]
+) -> dict[str, Any]:
     """The result once final, or `pending` after the call's `timeout` seconds (if given)."""
-    timeout = param(params, "timeout", float, default=None)
-    with trio.move_on_after(timeout if timeout is not None else float("inf")):
-        await payment.done.wait()
+    await payments.wait_final(payment, param(params, "timeout", float, default=None))
     return payment_result(payment)

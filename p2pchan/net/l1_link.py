@@ -2,7 +2,8 @@
 
 It offers the calls the node makes (the same names as `L1Client`), each waiting up to
 `timeout` seconds for a connection before raising `L1Unavailable`, so callers such as the wallet
-keep working across a layer-1 restart.
+keep working across a layer-1 restart. While layer 1 stays away it says so once a minute, not
+at every retry; `l1_link_restored` ends the story.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from p2pchan.l1.api import AccountResult, StatusResult, SubmitResult, Transactio
 from p2pchan.l1.client import L1Client, L1Unavailable
 from p2pchan.l1.state import ChannelRecord
 from p2pchan.l1.transactions import SignedTransaction
+from p2pchan.log import Throttle
 from p2pchan.types import Address, ChannelId, SecretHash, TxHash
 
 log = structlog.get_logger(__name__)
@@ -35,19 +37,27 @@ class L1Link:
         self.timeout = timeout
         self._client: L1Client | None = None
         self._connected = trio.Event()
+        self._throttle = Throttle()
 
     async def run(self) -> None:
         backoff = RECONNECT_INITIAL
+        down = False
         while True:
             try:
                 async with L1Client.connect(self.host, self.port) as client:
                     self._client = client
                     self._connected.set()
                     backoff = RECONNECT_INITIAL
+                    if down:
+                        log.info("l1_link_restored", address=f"{self.host}:{self.port}")
+                        down = False
+                        self._throttle.reset("down")
                     await client.closed.wait()
                 log.warning("l1_link_lost")
             except ChainError as error:
-                log.info("l1_link_down", reason=str(error))
+                down = True
+                if (repeated := self._throttle.allow("down")) is not None:
+                    log.warning("l1_link_down", reason=error.message, repeated=repeated)
             finally:
                 self._client = None
                 if self._connected.is_set():

@@ -60,7 +60,9 @@ class NodeConfig:
 
 
 async def _chain_id(config: NodeConfig) -> ChainId:
-    """Layer 1's chain id, retrying for a while if it is not up yet."""
+    """Layer 1's chain id, retrying for a while if it is not up yet (said once, not per try)."""
+    address = f"{config.l1_host}:{config.l1_port}"
+    waiting = False
     with trio.move_on_after(L1_STARTUP_TIMEOUT):
         while True:
             try:
@@ -68,9 +70,19 @@ async def _chain_id(config: NodeConfig) -> ChainId:
                     status = await client.status()
                 return status.chain_id
             except ChainError as error:
-                log.info("l1_not_reachable_yet", reason=str(error))
+                if not waiting:
+                    log.warning(
+                        "l1_not_reachable_yet",
+                        address=address,
+                        reason=error.message,
+                        retrying_for_s=L1_STARTUP_TIMEOUT,
+                    )
+                    waiting = True
                 await trio.sleep(0.5)
-    raise UserError(f"cannot reach layer 1 at {config.l1_host}:{config.l1_port}")
+    raise UserError(
+        f"cannot reach layer 1 at {address} (tried for {L1_STARTUP_TIMEOUT:g} s): "
+        "is `p2pchan l1 start` running there?"
+    )
 
 
 class Node:
@@ -108,7 +120,9 @@ class Node:
             config.channel,
             Attacks(config.misbehave),
         )
-        self.payments = PaymentService(self.channels, self.link)
+        self.payments = PaymentService(
+            self.channels, self.link, is_online=lambda peer: self._session_of(peer) is not None
+        )
         processed = database.run_now(load_processed_block) or 0
         self.chain = ChainWatcher(
             config.l1_host, config.l1_port, self.channels, self.link, processed=processed

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+import p2pchan
 from p2pchan.core.channel import ChannelStatus
 from p2pchan.errors import ChainError, UserError
 from p2pchan.l1.client import L1Client
@@ -15,6 +17,10 @@ from p2pchan.wire.peer_messages import PONG_SUPPRESSED, Ping
 
 if TYPE_CHECKING:
     from p2pchan.net.node import Node
+
+# The chain watcher may be this many blocks behind layer 1's head and still count as synced: a
+# block just sealed reaches it a moment later.
+SYNCED_LAG_BLOCKS = 1
 
 
 def _node_id(text: Any) -> NodeId:
@@ -28,22 +34,37 @@ def register_node_api(node: Node) -> None:
     rpc = node.rpc
 
     async def info(params: dict[str, Any]) -> dict[str, Any]:
+        l1_balance: int | None = None
+        l1_height: int | None = None
         try:
             async with L1Client.connect(node.config.l1_host, node.config.l1_port) as client:
-                l1_balance: int | None = (await client.account(node.node_id)).balance
+                l1_balance = (await client.account(node.node_id)).balance
+                l1_height = (await client.status()).height
         except ChainError:
-            l1_balance = None  # layer 1 unreachable right now
+            pass  # layer 1 unreachable right now
+        height = node.chain.height
+        synced = (
+            l1_height is not None
+            and node.chain.connected
+            and l1_height - height <= SYNCED_LAG_BLOCKS
+        )
+        # Every state counts, settled included: the same channels `channels` lists.
+        states = Counter(str(c.status) for c in node.channels.channels.values())
+        host, port = node.peers.listen_host, node.peers.listen_port
         return {
             "node_id": node.node_id.hex(),
             "alias": node.config.alias,
-            "host": node.peers.listen_host,
-            "port": node.peers.listen_port,
-            "block_height": node.chain.height,
+            "host": host,
+            "port": port,
+            "block_height": height,
             "l1_balance": l1_balance,
             "peers": len(node.peers.sessions),
-            "channels": sum(
-                1 for c in node.channels.channels.values() if c.status != ChannelStatus.SETTLED
-            ),
+            "channels": sum(states.values()),
+            "uri": f"{node.node_id.hex()}@{_uri_host(host)}:{port}",
+            "version": p2pchan.__version__,
+            "l1_height": l1_height,
+            "synced": synced,
+            "channel_states": {str(s): states[str(s)] for s in ChannelStatus if states[str(s)]},
         }
 
     async def connect(params: dict[str, Any]) -> dict[str, Any]:
@@ -95,3 +116,8 @@ def register_node_api(node: Node) -> None:
         ("debug_flood", debug_flood),
     ):
         rpc.register(name, handler)
+
+
+def _uri_host(host: str) -> str:
+    """A host as it goes before `:port` (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host

@@ -4,13 +4,18 @@ holds, and the payee's decisions on incoming locks.
 The channel manager calls it inside each step: `records_for_signed` when our new locks are
 signed into an update, `decide_incoming` when the partner's locks arrive, and `outcomes` for
 what the core reports; everything it returns is written in the same transaction as the channel
-state. `notify` then wakes whoever waits for a payment, after that write.
+state. `notify` then wakes whoever waits for a payment, after that write, and logs each payment
+that became final (`payment_sent`, `payment_received`, `payment_failed`, at info): a log line
+never tells of a payment before its record is on disk.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+import structlog
 import trio
 
 from p2pchan.core.channel import Channel
@@ -26,6 +31,12 @@ from p2pchan.core.outputs import (
 from p2pchan.core.payments import Claim, OpenInvoice, decide_incoming
 from p2pchan.storage.channels import InvoiceRecord, PaymentOutcome, PaymentRecord, StoreBatch
 from p2pchan.types import Secret, SecretHash
+
+log = structlog.get_logger(__name__)
+
+# (direction, status, payment hash, peer, amount, error) of a payment that became final: kept
+# as a bare tuple and turned into a log line only if info is logged (a few us per payment).
+FinalLogged = tuple[str, str, SecretHash, bytes | None, int | None, str]
 
 
 @dataclass
@@ -50,6 +61,7 @@ class PaymentBook:
     incoming: dict[SecretHash, PaymentRecord] = field(default_factory=dict)
     paid_or_pending: set[SecretHash] = field(default_factory=set)  # ours: never pay these twice
     _finished: list[SecretHash] = field(default_factory=list)
+    _to_log: list[FinalLogged] = field(default_factory=list)  # logged after the write
 
     # -- within a step (before the write) -----------------------------------------------------
 
@@ -144,18 +156,34 @@ class PaymentBook:
             payment.status, payment.secret, payment.error = status, secret, error
             payment.finished_ms = now_ms
             self._finished.append(secrethash)
+        record = payment.record if payment is not None else None
+        peer, amount = (record.peer, record.amount) if record is not None else (None, None)
+        self._to_log.append(("out", status, secrethash, peer, amount, error))
 
     def _finish_in(
         self, secrethash: SecretHash, status: str, error: str, now_ms: int, batch: StoreBatch
     ) -> None:
-        if self.incoming.pop(secrethash, None) is None:
+        record = self.incoming.pop(secrethash, None)
+        if record is None:
             return
         batch.outcomes.append(PaymentOutcome(secrethash, "in", status, None, now_ms, error))
+        self._to_log.append(("in", status, secrethash, record.peer, record.amount, error))
 
     # -- after the write --------------------------------------------------------------------
 
     def notify(self) -> None:
-        """Wake the waiters of payments that became final (their records are stored)."""
+        """Wake the waiters of payments that became final (their records are stored), and log
+        them."""
+        logged, self._to_log = self._to_log, []
+        if logged and log.is_enabled_for(logging.INFO):  # checked once a step, not per payment
+            for direction, status, secrethash, peer, amount, error in logged:
+                fields: dict[str, Any] = {"payment_hash": secrethash.hex(), "direction": direction}
+                if peer is not None:
+                    fields |= {"peer": peer.hex(), "amount": amount}
+                if status == "failed":
+                    log.info("payment_failed", reason=error, **fields)
+                else:
+                    log.info("payment_sent" if direction == "out" else "payment_received", **fields)
         finished, self._finished = self._finished, []
         for secrethash in finished:
             payment = self.outgoing.pop(secrethash, None)

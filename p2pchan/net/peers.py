@@ -19,14 +19,16 @@ from typing import Any
 import structlog
 import trio
 
+from p2pchan.concurrency import listen_tcp
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import CryptoError, P2pchanError, RemoteProtocolError, UserError
+from p2pchan.log import Throttle
 from p2pchan.net.misbehaviour import MisbehaviourLedger
 from p2pchan.net.peer import Direction, MessageHandler, PeerSession
 from p2pchan.net.transport import SecureStream, initiate, respond
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.storage.peers import RememberedPeer, forget_peer, load_peers, remember_peer
-from p2pchan.types import ChainId, NodeId
+from p2pchan.types import ChainId, NodeId, short_hex
 from p2pchan.wire.peer_messages import PEER_MESSAGES, PROTOCOL_VERSION, Goodbye, Init
 
 log = structlog.get_logger(__name__)
@@ -109,6 +111,7 @@ class PeerManager:
         self._handshakes = trio.CapacityLimiter(self.config.max_pending_handshakes)
         self._nursery: trio.Nursery | None = None
         self._session_changed = trio.Event()
+        self._redials = Throttle()  # a peer that stays away: one line a minute, not per redial
         self.listen_host = ""
         self.listen_port = 0
 
@@ -118,7 +121,7 @@ class PeerManager:
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen on `host:port`, redial remembered peers, and serve until cancelled."""
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        listeners = await listen_tcp(host, port, "--listen")
         self.listen_host, self.listen_port = listeners[0].socket.getsockname()[:2]
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -147,7 +150,7 @@ class PeerManager:
                 secure, leftover = await self._dial(node_id, host, port)
             except ConnectFailed as error:
                 raise UserError(
-                    f"cannot connect to {node_id.hex()}@{host}:{port}: {error}"
+                    f"cannot connect to {short_hex(node_id)}@{host}:{port}: {error}"
                 ) from None
             dialled = (self._new_session(secure, Direction.OUTBOUND, host, port), leftover)
         peer = RememberedPeer(node_id, host, port)
@@ -184,7 +187,15 @@ class PeerManager:
             with trio.fail_after(self.config.handshake_timeout):
                 stream = await trio.open_tcp_stream(host, port)
                 try:
-                    secure = await initiate(stream, self.identity, node_id)
+                    try:
+                        secure = await initiate(stream, self.identity, node_id)
+                    except RemoteProtocolError:
+                        # Noise XK: a responder whose key is not `node_id` cannot read act
+                        # one, and hangs up before answering.
+                        raise ConnectFailed(
+                            "the node there ended the handshake at once: a wrong node id? "
+                            "(or it refuses us)"
+                        ) from None
                     leftover = await self._exchange_init(secure)
                 except BaseException:
                     with trio.CancelScope(shield=True):
@@ -246,13 +257,18 @@ class PeerManager:
                     try:
                         secure, leftover = await self._dial(peer.node_id, peer.host, peer.port)
                     except ConnectFailed as error:
-                        log.info(
-                            "peer_redial_failed", reason=str(error), retry_in=round(backoff, 2)
-                        )
+                        if (repeated := self._redials.allow(peer.node_id.hex())) is not None:
+                            log.info(
+                                "peer_redial_failed",
+                                reason=str(error),
+                                retry_in=round(backoff, 2),
+                                repeated=repeated,
+                            )
                         await trio.sleep(backoff * random.uniform(0.5, 1.0))
                         backoff = min(backoff * 2, self.config.reconnect_max)
                         continue
                     session = self._new_session(secure, Direction.OUTBOUND, peer.host, peer.port)
+                self._redials.reset(peer.node_id.hex())
                 started = trio.current_time()
                 await self._run_session(session, leftover)
                 if trio.current_time() - started >= self.config.stable_after:

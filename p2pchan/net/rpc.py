@@ -9,7 +9,8 @@ flight are cancelled, so handlers must only *wait* for work that lives in the no
 Limits: a request line of 1 MiB (longer: an error reply, then the connection is closed), 64
 connections (more are closed at once), 256 requests in flight per connection (more wait unread).
 Handler errors: `RpcParamError` → -32602, other `P2pchanError` → -32000 with `data` = {type, code},
-anything else is a bug: logged, answered -32603. Logs name methods, never params.
+anything else is a bug: logged, answered -32603. Logs name methods, never params; a failed
+call's line carries the node's own message (`reason`), which never holds a secret.
 
 The socket is bound through `/proc/self/fd/<dir fd>/rpc.sock`, which is short whatever the data
 dir's length (Unix socket paths are limited to 107 bytes). `rpc_client.py` holds the client, and
@@ -51,6 +52,7 @@ MAX_CONNECTIONS = 64
 MAX_IN_FLIGHT = 256  # per connection; beyond it the connection is simply not read
 SEND_TIMEOUT = 30.0
 PROBE_TIMEOUT = 5.0
+MAX_LOGGED_REASON = 300  # characters of a failed call's message in its log line
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -217,8 +219,14 @@ class _Connection:
             log.info("rpc_invalid_params", method=method)  # its message may quote a value
             return _error(request_id, INVALID_PARAMS, str(error), error)
         except P2pchanError as error:
-            # Only the type: the message is for the caller, and logs never echo what it sent.
-            log.info("rpc_call_failed", method=method, error=type(error).__name__)
+            # The node's own words (no secret is ever in one), cut short: a reader of the log
+            # learns why, not only that, a call failed.
+            log.info(
+                "rpc_call_failed",
+                method=method,
+                error=type(error).__name__,
+                reason=str(error)[:MAX_LOGGED_REASON],
+            )
             return _error(request_id, APPLICATION_ERROR, str(error), error)
         except Exception:
             log.exception("rpc_handler_crashed", method=method)

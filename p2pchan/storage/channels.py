@@ -7,7 +7,9 @@ transaction: a payment's record always lands together with the channel state tha
 Payments are a journal of events (created, then final), one row per step holding every event
 of that step: writing a row per payment cost ~10 us each (two events per payment per node), and
 updating rows keyed by random hashes dirtied a page per payment. A payment's status is its
-first final event; a later one changes nothing.
+first final event; a later one changes nothing, but a new creation after a failure is a new
+attempt (an invoice paid again). A payment refused before it was signed is journalled too, its
+creation and failure in one row, so its reason is kept.
 """
 
 from __future__ import annotations
@@ -189,9 +191,9 @@ def fold_payments(connection: sqlite3.Connection) -> dict[tuple[SecretHash, str]
     for payment_hash, direction, peer, channel_id, amount, fee, status, secret, at, error in events:
         key = (SecretHash(bytes(payment_hash)), str(direction))
         record = payments.get(key)
-        if record is None:
-            if peer is None:
-                continue  # an outcome of a payment never recorded (nothing to show)
+        if peer is not None and (record is None or record.status == "failed"):
+            # A creation: the first attempt, or another one after the last attempt failed (an
+            # invoice may be paid again then; its record is the new attempt's).
             payments[key] = PaymentRecord(
                 key[0],
                 key[1],
@@ -205,6 +207,8 @@ def fold_payments(connection: sqlite3.Connection) -> dict[tuple[SecretHash, str]
                 None,
                 error,
             )
+        elif record is None:
+            continue  # an outcome of a payment never recorded (nothing to show)
         elif record.status == "pending" and status != "pending":
             payments[key] = replace(
                 record,

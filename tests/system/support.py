@@ -4,6 +4,7 @@ and a `Network` of a layer-1 process and channel nodes in one test's directory."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ class CommandResult:
         return json.loads(self.stdout)
 
 
-async def p2pchan(*args: str) -> CommandResult:
-    """Run `p2pchan ARGS...` to completion (with a deadline) and capture its output."""
+async def p2pchan(*args: str, env: dict[str, str] | None = None) -> CommandResult:
+    """Run `p2pchan ARGS...` to completion (with a deadline) and capture its output; `env`
+    adds to the environment (`COLUMNS` sizes its tables)."""
     with trio.fail_after(COMMAND_DEADLINE):
         done = await trio.run_process(
             p2pchan_argv(*args),
@@ -39,6 +41,7 @@ async def p2pchan(*args: str) -> CommandResult:
             capture_stdout=True,
             capture_stderr=True,
             check=False,
+            env=None if env is None else {**os.environ, **env},
         )
     return CommandResult(done.returncode, done.stdout.decode(), done.stderr.decode())
 

@@ -129,16 +129,20 @@ async def test_cli_failures_are_one_line_and_non_zero(
         child = await start_l1(processes, tmp_path / "chain", "--block-time", "0")  # no --dev
         l1 = f"{child.ready['host']}:{child.ready['port']}"
         someone = Identity.generate().node_id.hex()
-        cases = [
-            (("l1", "faucet", someone, "5", "--l1", l1), "not_dev"),
-            (("l1", "balance", "zz", "--l1", l1), "not hex"),
-            (("l1", "faucet", someone, "5x", "--l1", l1), "amount must be an integer"),
-            (("l1", "faucet", someone, str(2**64), "--l1", l1), "amount must be between"),
-            (("l1", "status", "--l1", "127.0.0.1:1"), "cannot reach layer 1"),
-            (("l1", "status", "--l1", "nonsense"), "HOST:PORT"),
-            (("l1", "start", "--datadir", str(tmp_path / "chain"), "--port", "0"), "in use"),
+        amount_rule = "AMOUNT must be a whole number from 1 to 18446744073709551615, got"
+        cases = [  # exit 1: the call failed; exit 2: the command line was wrong
+            (("l1", "faucet", someone, "5", "--l1", l1), 1, "not_dev"),
+            (("l1", "balance", "zz", "--l1", l1), 2, "NODE_ID must be 64 hex digits"),
+            (("l1", "faucet", someone, "5x", "--l1", l1), 2, f"{amount_rule} 5x"),
+            (("l1", "faucet", someone, str(2**64), "--l1", l1), 2, f"{amount_rule} {2**64}"),
+            (("l1", "faucet", someone, "0", "--l1", l1), 2, f"{amount_rule} 0"),
+            (("l1", "faucet", someone, "-5", "--l1", l1), 2, f"{amount_rule} -5"),
+            (("l1", "status", "--l1", "127.0.0.1:1"), 1, "cannot reach layer 1"),
+            (("l1", "status", "--l1", "nonsense"), 2, "HOST:PORT"),
+            (("l1", "status", "--datadir", str(tmp_path / "none")), 1, "l1.json is missing"),
+            (("l1", "start", "--datadir", str(tmp_path / "chain"), "--port", "0"), 1, "in use"),
         ]
-        for args, reason in cases:
+        for args, code, reason in cases:
             result = await p2pchan(*args)
-            assert result.returncode == 1, (args, result)
+            assert result.returncode == code, (args, result)
             assert result.stderr.count("\n") == 1 and reason in result.stderr, (args, result)

@@ -1,5 +1,6 @@
 """`p2pchan pay-batch` against real nodes: the summary of a good batch, bad lines refused before
-anything is paid, and a node that goes away mid-batch making the command fail fast, not hang."""
+anything is paid, failed payments counted by reason and kept in `payments`, and a node that goes
+away mid-batch making the command fail fast, not hang."""
 
 from __future__ import annotations
 
@@ -79,6 +80,35 @@ async def test_a_bad_line_is_refused_before_anything_is_paid(
         assert result.returncode == 1
         assert "batch.jsonl:2" in result.stderr and result.stderr.count("\n") == 1
         assert await net.rpc("alice", "payments") == []
+
+
+async def test_failed_payments_are_summed_up_by_reason_and_kept_with_it(
+    processes: ProcessRegistry, tmp_path: Path
+) -> None:
+    with trio.fail_after(DEADLINE):
+        net, bob = await two_nodes_with_a_channel(processes, tmp_path)
+        stranger = "ab" * 32  # no channel with it
+        too_big = (await net.rpc("bob", "invoice", {"amount": 60_000}))["invoice"]
+        lines = [{"to": bob, "amount": 3}] * 3 + [{"to": stranger, "amount": 1}] * 2
+        lines.append({"invoice": too_big})
+        batch = tmp_path / "batch.jsonl"
+        batch.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        alice = str(tmp_path / "alice")
+        result = await p2pchan("pay-batch", str(batch), "--datadir", alice, "--json")
+        assert result.returncode == 1
+        summary = json.loads(result.stdout)
+        assert (summary["count"], summary["succeeded"], summary["failed"]) == (6, 3, 3)
+        no_channel = "no usable channel with abababab…ababab"
+        capacity = "insufficient capacity: 60000 wanted, 49991 available"
+        assert summary["failure_reasons"] == {no_channel: 2, capacity: 1}
+        assert result.stderr == (
+            f"error: 3 failed and 0 pending of 6 payments; most often: {no_channel}\n"
+        )
+        # Refused before anything was signed, yet kept, each with its reason.
+        failed = await net.rpc("alice", "payments", {"status": "failed"})
+        assert sorted(p["error"] for p in failed) == [capacity, no_channel, no_channel]
+        human = await p2pchan("pay-batch", str(batch), "--datadir", alice)
+        assert "failures by reason:" in human.stdout and f"2  {no_channel}" in human.stdout
 
 
 async def test_the_batch_fails_fast_when_the_node_goes_away(

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.coop_settle import CooperativeSettle
-from p2pchan.core.locks import decode_locks
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.signing import SigningTag, is_valid
 from p2pchan.errors import ChainError, RemoteProtocolError
@@ -45,6 +42,9 @@ from p2pchan.l1.transactions import (
     CooperativeSettleCall,
 )
 from p2pchan.types import U64_MAX, Address, ChainId, ChannelId
+from p2pchan.wire.balance_proof import SignedBalanceProof
+from p2pchan.wire.coop_settle import CooperativeSettle
+from p2pchan.wire.locks import decode_locks
 
 _CHANNEL_ID_TAG = b"p2pchan/channel_id/1"
 

@@ -20,6 +20,7 @@ import trio
 
 from p2pchan.concurrency import leaves, listen_tcp, only_expected
 from p2pchan.errors import ChainError, RemoteProtocolError
+from p2pchan.files import write_file_durably
 from p2pchan.l1.api import (
     MAX_REQUEST_SIZE,
     MAX_RESPONSE_SIZE,
@@ -49,7 +50,6 @@ from p2pchan.l1.api import (
     WaitRequest,
 )
 from p2pchan.l1.service import ChainService
-from p2pchan.storage.files import write_file_durably
 from p2pchan.wire.codec import UnknownMessage
 from p2pchan.wire.framing import FrameDecoder, frame
 from p2pchan.wire.records import Record

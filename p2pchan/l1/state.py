@@ -9,10 +9,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from p2pchan.core.locks import EMPTY_LOCKSROOT
 from p2pchan.l1.genesis import Genesis
 from p2pchan.types import Address, ChainId, ChannelId, Locksroot, SecretHash
 from p2pchan.wire.fields import BOOL, BYTES32, U8, U64, Optional
+from p2pchan.wire.locks import EMPTY_LOCKSROOT
 from p2pchan.wire.records import Nested, Record, wire
 
 MIN_SETTLE_TIMEOUT = 20

@@ -20,7 +20,7 @@ import structlog
 
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import StoreError
-from p2pchan.storage.files import DatadirLock, fsync_directory, write_file_durably
+from p2pchan.files import DatadirLock, fsync_directory, write_file_durably
 
 log = structlog.get_logger(__name__)
 

@@ -12,16 +12,16 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.coop_settle import MAX_COOP_SETTLE_DATA
-from p2pchan.core.locks import LOCK_SIZE
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.crypto.signing import SigningTag, is_valid
 from p2pchan.errors import ChainError, RemoteProtocolError
 from p2pchan.types import Address, ChainId, ChannelId, Secret, TxHash
+from p2pchan.wire.balance_proof import SignedBalanceProof
 from p2pchan.wire.codec import pack, unpack
+from p2pchan.wire.coop_settle import MAX_COOP_SETTLE_DATA
 from p2pchan.wire.fields import BYTES32, SIGNATURE, U64, Bytes
+from p2pchan.wire.locks import LOCK_SIZE
 from p2pchan.wire.records import NestedList, Record, wire
 
 MAX_PENDING_LOCKS = 1000  # protocol bound per channel direction; nodes default to 483

@@ -13,7 +13,7 @@ from __future__ import annotations
 import structlog
 import trio
 
-from p2pchan.core.outputs import (
+from p2pchan.core.channel.events import (
     CloseOnChain,
     CooperativeSettleOnChain,
     RegisterSecretOnChain,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from p2pchan.core.channel import Channel, ChannelStatus
+from p2pchan.core.channel.state import Channel, ChannelStatus
 from p2pchan.errors import UserError
 from p2pchan.l1.state import MIN_SETTLE_TIMEOUT
 from p2pchan.l1.transactions import ChannelDeposit

@@ -18,12 +18,15 @@ from dataclasses import replace
 import structlog
 import trio
 
-from p2pchan.core import channel_chain, channel_close, channel_receive, channel_send, channel_sync
-from p2pchan.core.channel import Channel, ChannelConfig, ChannelStatus
-from p2pchan.core.channel_send import PaymentRefused
-from p2pchan.core.direction import HeldLock
+from p2pchan.core.channel import chain as channel_chain
+from p2pchan.core.channel import close as channel_close
+from p2pchan.core.channel import receive as channel_receive
+from p2pchan.core.channel import send as channel_send
+from p2pchan.core.channel import sync as channel_sync
+from p2pchan.core.channel.events import CloseOnChain, Fault, IncomingLocks, Output, Send
+from p2pchan.core.channel.send import PaymentRefused
+from p2pchan.core.channel.state import Channel, ChannelConfig, ChannelStatus
 from p2pchan.core.invoice import decode_invoice
-from p2pchan.core.outputs import CloseOnChain, Fault, IncomingLocks, Output, Send
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import RemoteProtocolError, UserError
 from p2pchan.l1.events import (
@@ -64,6 +67,7 @@ from p2pchan.wire.channel_messages import (
     SettleRequest,
     SettleResponse,
 )
+from p2pchan.wire.locks import HeldLock
 
 log = structlog.get_logger(__name__)
 

@@ -13,14 +13,12 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from p2pchan.core.balance_proof import sign_balance_proof
-from p2pchan.core.channel import Channel
-from p2pchan.core.direction import HeldLock
-from p2pchan.core.locks import Lock
-from p2pchan.core.outputs import Output, Send
+from p2pchan.core.channel.events import Output, Send
+from p2pchan.core.channel.state import Channel
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import UserError
 from p2pchan.types import SecretHash
+from p2pchan.wire.balance_proof import sign_balance_proof
 from p2pchan.wire.channel_messages import (
     ChannelMessage,
     ChannelSync,
@@ -29,6 +27,7 @@ from p2pchan.wire.channel_messages import (
     Processed,
     Refused,
 )
+from p2pchan.wire.locks import HeldLock, Lock
 
 SPAM_BURST = 50  # retryable-refusal bait sent per channel on each spam round
 

@@ -18,9 +18,10 @@ from typing import Any
 import structlog
 import trio
 
-from p2pchan.core.channel import ChannelConfig
+from p2pchan.core.channel.state import ChannelConfig
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, load_key_file
 from p2pchan.errors import ChainError, StoreError, UserError
+from p2pchan.files import DatadirLock, write_file_durably
 from p2pchan.l1.client import L1Client
 from p2pchan.l1.wallet import Wallet
 from p2pchan.net.chain_actions import ChainActions
@@ -34,7 +35,6 @@ from p2pchan.net.peers import PeerConfig, PeerManager
 from p2pchan.net.rpc import RpcServer
 from p2pchan.storage.channels import load_processed_block
 from p2pchan.storage.db import NodeDatabase
-from p2pchan.storage.files import DatadirLock, write_file_durably
 from p2pchan.types import Address, ChainId, NodeId
 from p2pchan.wire.channel_messages import ChannelMessage
 from p2pchan.wire.peer_messages import PeerMessage

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 import p2pchan
-from p2pchan.core.channel import ChannelStatus
+from p2pchan.core.channel.state import ChannelStatus
 from p2pchan.errors import ChainError, UserError
 from p2pchan.l1.client import L1Client
 from p2pchan.net.rpc import RpcParamError, param, parsed_param

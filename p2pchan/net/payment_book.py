@@ -18,19 +18,19 @@ from typing import Any
 import structlog
 import trio
 
-from p2pchan.core.channel import Channel
-from p2pchan.core.direction import HeldLock
-from p2pchan.core.invoice import Invoice
-from p2pchan.core.outputs import (
+from p2pchan.core.channel.events import (
     IncomingRemoved,
     IncomingUnlocked,
     OutgoingRemoved,
     Output,
     SecretLearned,
 )
-from p2pchan.core.payments import Claim, OpenInvoice, decide_incoming
+from p2pchan.core.channel.state import Channel
+from p2pchan.core.invoice import Invoice
+from p2pchan.core.payment.payee import Claim, OpenInvoice, decide_incoming
 from p2pchan.storage.channels import InvoiceRecord, PaymentOutcome, PaymentRecord, StoreBatch
 from p2pchan.types import Secret, SecretHash
+from p2pchan.wire.locks import HeldLock
 
 log = structlog.get_logger(__name__)
 

@@ -21,11 +21,9 @@ from typing import Any
 import structlog
 import trio
 
-from p2pchan.core.channel_send import PaymentRefused
-from p2pchan.core.direction import HeldLock
+from p2pchan.core.channel.send import PaymentRefused
 from p2pchan.core.invoice import DEFAULT_EXPIRY_SECONDS, Invoice, decode_invoice, encode_invoice
-from p2pchan.core.locks import Lock
-from p2pchan.core.payments import PAYER_LOCK_TIMEOUT, PAYLOAD_VERSION, HopPayload
+from p2pchan.core.payment.rules import PAYER_LOCK_TIMEOUT
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import ChainError, UserError
 from p2pchan.net.channels import ChannelManager, now_ms
@@ -40,6 +38,8 @@ from p2pchan.storage.channels import (
     list_payments,
 )
 from p2pchan.types import Address, ChannelId, Secret, SecretHash, short_hex
+from p2pchan.wire.hop_payload import PAYLOAD_VERSION, HopPayload
+from p2pchan.wire.locks import HeldLock, Lock
 
 log = structlog.get_logger(__name__)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.channel import (
+from p2pchan.core.channel.direction import DirectionState
+from p2pchan.core.channel.state import (
     Channel,
     ChannelConfig,
     ChannelStatus,
@@ -24,11 +24,11 @@ from p2pchan.core.channel import (
     Theirs,
     UpdateKind,
 )
-from p2pchan.core.direction import DirectionState, HeldLock
-from p2pchan.core.locks import Lock
 from p2pchan.errors import RemoteProtocolError, StoreError
 from p2pchan.types import Address, ChainId, ChannelId, Secret, SecretHash
+from p2pchan.wire.balance_proof import SignedBalanceProof
 from p2pchan.wire.codec import pack, unpack
+from p2pchan.wire.locks import HeldLock, Lock
 
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (2, 3)  # format 2 lacks the trailing "since format 3" list: defaults

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field, replace
 
-from p2pchan.core.channel import Channel
+from p2pchan.core.channel.state import Channel
 from p2pchan.storage.channel_codec import decode_channel, encode_channel
 from p2pchan.types import ChannelId, Secret, SecretHash
 from p2pchan.wire.codec import pack, unpack

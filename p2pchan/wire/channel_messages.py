@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.direction import HeldLock
-from p2pchan.core.locks import Lock
 from p2pchan.errors import RemoteProtocolError
 from p2pchan.types import HASH_SIZE, U64_MAX, ChannelId, Secret, SecretHash
+from p2pchan.wire.balance_proof import SignedBalanceProof
 from p2pchan.wire.fields import BOOL, BYTES32, SIGNATURE, U64, Bytes, ListOf, Optional, Text
+from p2pchan.wire.locks import HeldLock, Lock
 from p2pchan.wire.peer_messages import PEER_MESSAGES, PeerMessage, PeerType
 from p2pchan.wire.records import Nested, wire
 

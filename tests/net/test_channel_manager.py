@@ -12,13 +12,9 @@ from typing import Any
 import pytest
 import trio
 
-from p2pchan.core.balance_proof import BalanceProof, sign_balance_proof
-from p2pchan.core.channel import Channel, ChannelConfig, ChannelStatus
-from p2pchan.core.channel_send import PaymentRefused
-from p2pchan.core.direction import HeldLock
+from p2pchan.core.channel.send import PaymentRefused
+from p2pchan.core.channel.state import Channel, ChannelConfig, ChannelStatus
 from p2pchan.core.invoice import Invoice, encode_invoice
-from p2pchan.core.locks import Lock, locksroot
-from p2pchan.core.payments import HopPayload
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import UserError
@@ -31,7 +27,10 @@ from p2pchan.net.payments import PaymentService
 from p2pchan.storage.channels import ChannelTables, PaymentRecord
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
+from p2pchan.wire.balance_proof import BalanceProof, sign_balance_proof
 from p2pchan.wire.channel_messages import ChannelMessage, ChannelSync, LockedTransfer, Processed
+from p2pchan.wire.hop_payload import HopPayload
+from p2pchan.wire.locks import HeldLock, Lock, locksroot
 
 CHAIN = ChainId(bytes(32))
 CHANNEL = ChannelId(sha256(b"a channel"))

@@ -34,8 +34,6 @@ from hypothesis.stateful import (
     rule,
 )
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.locks import EMPTY_LOCKSROOT, Lock, encode_locks, locksroot
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import ChainError
@@ -57,6 +55,8 @@ from p2pchan.l1.transactions import (
     faucet_transaction,
 )
 from p2pchan.types import U64_MAX, Address, ChannelId, Locksroot, SecretHash
+from p2pchan.wire.balance_proof import SignedBalanceProof
+from p2pchan.wire.locks import EMPTY_LOCKSROOT, Lock, encode_locks, locksroot
 from tests.unit.chain_helpers import ChainHarness, circulating, identity, secret, snapshot
 
 PEOPLE = tuple(identity(index) for index in range(1, 5))

@@ -1,7 +1,7 @@
 """Hypothesis: both ends of one channel, a lossy network and a toy layer 1 never lose money.
 
 The model. Two honest ends, A (deposit 10,000) and B (deposit 5,000), each run the sans-IO
-channel core (`p2pchan.core.channel_*`) on their own `Channel` state, driven the way the trio
+channel core (`p2pchan.core.channel`) on their own `Channel` state, driven the way the trio
 shell drives it: every state a core transition returns is "persisted" (it replaces the end's
 state before any output is carried out), then the outputs are carried out — `Send` puts a
 message on the network, layer-1 outputs put a transaction in the mempool, lock notifications go
@@ -67,11 +67,11 @@ from hypothesis import Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from p2pchan.core import channel_chain, channel_receive, channel_send, channel_sync
-from p2pchan.core.channel import Channel, ChannelConfig, ChannelStatus, UpdateKind
-from p2pchan.core.direction import HeldLock
-from p2pchan.core.locks import EMPTY_LOCKSROOT, Lock, encode_locks
-from p2pchan.core.outputs import (
+from p2pchan.core.channel import chain as channel_chain
+from p2pchan.core.channel import receive as channel_receive
+from p2pchan.core.channel import send as channel_send
+from p2pchan.core.channel import sync as channel_sync
+from p2pchan.core.channel.events import (
     CloseOnChain,
     Fault,
     IncomingLocks,
@@ -87,6 +87,7 @@ from p2pchan.core.outputs import (
     UnlockOnChain,
     UpdateOnChain,
 )
+from p2pchan.core.channel.state import Channel, ChannelConfig, ChannelStatus, UpdateKind
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import ChainError
@@ -126,6 +127,7 @@ from p2pchan.wire.channel_messages import (
     Refused,
     RevealSecret,
 )
+from p2pchan.wire.locks import EMPTY_LOCKSROOT, HeldLock, Lock, encode_locks
 
 A, B = "A", "B"
 DEPOSITS = {A: 10_000, B: 5_000}

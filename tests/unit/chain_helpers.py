@@ -13,14 +13,6 @@ from typing import Any
 
 import pytest
 
-from p2pchan.core.balance_proof import (
-    BalanceProof,
-    SignedBalanceProof,
-    counter_sign,
-    sign_balance_proof,
-)
-from p2pchan.core.coop_settle import CooperativeSettle
-from p2pchan.core.locks import EMPTY_LOCKSROOT, Lock, locksroot
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.crypto.signing import SigningTag
@@ -42,6 +34,14 @@ from p2pchan.l1.transactions import (
     sign_transaction,
 )
 from p2pchan.types import Address, ChainId, ChannelId, Secret, SecretHash
+from p2pchan.wire.balance_proof import (
+    BalanceProof,
+    SignedBalanceProof,
+    counter_sign,
+    sign_balance_proof,
+)
+from p2pchan.wire.coop_settle import CooperativeSettle
+from p2pchan.wire.locks import EMPTY_LOCKSROOT, Lock, locksroot
 
 
 def identity(index: int) -> Identity:

@@ -14,19 +14,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
-from p2pchan.core import channel_chain as chain_duties
-from p2pchan.core import channel_close as coop
-from p2pchan.core import channel_receive as receive
-from p2pchan.core import channel_send as send
-from p2pchan.core import channel_sync as sync
-from p2pchan.core.balance_proof import BalanceProof, SignedBalanceProof, sign_balance_proof
-from p2pchan.core.channel import Channel, ChannelConfig, ChannelStatus
-from p2pchan.core.direction import HeldLock
-from p2pchan.core.locks import Lock, locksroot
-from p2pchan.core.outputs import Fault, Output, Send
+from p2pchan.core.channel import chain as chain_duties
+from p2pchan.core.channel import close as coop
+from p2pchan.core.channel import receive as receive
+from p2pchan.core.channel import send as send
+from p2pchan.core.channel import sync as sync
+from p2pchan.core.channel.events import Fault, Output, Send
+from p2pchan.core.channel.state import Channel, ChannelConfig, ChannelStatus
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.types import ChainId, ChannelId, Locksroot, Secret, SecretHash
+from p2pchan.wire.balance_proof import BalanceProof, SignedBalanceProof, sign_balance_proof
 from p2pchan.wire.channel_messages import (
     BalanceUpdate,
     ChannelMessage,
@@ -38,6 +36,7 @@ from p2pchan.wire.channel_messages import (
     SettleRequest,
     SettleResponse,
 )
+from p2pchan.wire.locks import HeldLock, Lock, locksroot
 
 Side = Literal["a", "b"]
 T = TypeVar("T")

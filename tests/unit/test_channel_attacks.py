@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from p2pchan.core import channel_chain as chain_duties
-from p2pchan.core import channel_close as coop
-from p2pchan.core.channel import ChannelStatus
-from p2pchan.core.outputs import (
+from p2pchan.core.channel import chain as chain_duties
+from p2pchan.core.channel import close as coop
+from p2pchan.core.channel.events import (
     CloseOnChain,
     CooperativeSettleOnChain,
     Fault,
@@ -20,6 +19,7 @@ from p2pchan.core.outputs import (
     OutgoingSettled,
     SecretLearned,
 )
+from p2pchan.core.channel.state import ChannelStatus
 from p2pchan.storage.channel_codec import decode_channel, encode_channel
 from p2pchan.wire.channel_messages import (
     LockedTransfer,

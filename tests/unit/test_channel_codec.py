@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from p2pchan.core import channel_chain
-from p2pchan.core.channel import Channel, ChannelStatus
+from p2pchan.core.channel import chain as channel_chain
+from p2pchan.core.channel.state import Channel, ChannelStatus
 from p2pchan.errors import StoreError
 from p2pchan.storage.channel_codec import FORMAT_VERSION, decode_channel, encode_channel
 from p2pchan.wire.codec import pack, unpack

@@ -14,22 +14,12 @@ from typing import Any
 
 import pytest
 
-from p2pchan.core import channel_chain as chain_duties
-from p2pchan.core import channel_close as coop
-from p2pchan.core import channel_receive as receive
-from p2pchan.core import channel_send as send
-from p2pchan.core import channel_sync as sync
-from p2pchan.core.balance_proof import SignedBalanceProof, counter_sign
-from p2pchan.core.channel import (
-    MAX_FINAL_REFUSALS,
-    TRANSITIONS,
-    ChannelConfig,
-    ChannelStatus,
-)
-from p2pchan.core.coop_settle import CooperativeSettle
-from p2pchan.core.direction import HeldLock
-from p2pchan.core.locks import Lock, encode_locks, locksroot
-from p2pchan.core.outputs import (
+from p2pchan.core.channel import chain as chain_duties
+from p2pchan.core.channel import close as coop
+from p2pchan.core.channel import receive as receive
+from p2pchan.core.channel import send as send
+from p2pchan.core.channel import sync as sync
+from p2pchan.core.channel.events import (
     CloseOnChain,
     CooperativeSettleOnChain,
     IncomingLocks,
@@ -45,6 +35,12 @@ from p2pchan.core.outputs import (
     UnlockOnChain,
     UpdateOnChain,
 )
+from p2pchan.core.channel.state import (
+    MAX_FINAL_REFUSALS,
+    TRANSITIONS,
+    ChannelConfig,
+    ChannelStatus,
+)
 from p2pchan.crypto.keys import Identity
 from p2pchan.crypto.signing import SigningTag
 from p2pchan.crypto.transport import MAX_BODY_SIZE
@@ -59,6 +55,7 @@ from p2pchan.l1.transactions import (
     RegisterSecret,
 )
 from p2pchan.types import ChainId, ChannelId
+from p2pchan.wire.balance_proof import SignedBalanceProof, counter_sign
 from p2pchan.wire.channel_messages import (
     BalanceUpdate,
     ChannelSync,
@@ -72,6 +69,8 @@ from p2pchan.wire.channel_messages import (
     SettleResponse,
     Unlock,
 )
+from p2pchan.wire.coop_settle import CooperativeSettle
+from p2pchan.wire.locks import HeldLock, Lock, encode_locks, locksroot
 from p2pchan.wire.peer_messages import PEER_MESSAGES
 from tests.unit.chain_helpers import ChainHarness
 from tests.unit.channel_helpers import (

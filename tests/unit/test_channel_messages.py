@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.direction import HeldLock
-from p2pchan.core.locks import Lock
-from p2pchan.core.payments import HopPayload
 from p2pchan.errors import RemoteProtocolError
 from p2pchan.types import ChannelId, Secret, SecretHash
+from p2pchan.wire.balance_proof import SignedBalanceProof
 from p2pchan.wire.channel_messages import MAX_LOCKS_PER_MESSAGE, MAX_PAYLOAD, LockedTransfer
 from p2pchan.wire.codec import pack
+from p2pchan.wire.hop_payload import HopPayload
+from p2pchan.wire.locks import HeldLock, Lock
 from p2pchan.wire.peer_messages import PEER_MESSAGES, PeerType
 
 CHANNEL = ChannelId(bytes(32))

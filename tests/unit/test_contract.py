@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.locks import EMPTY_LOCKSROOT, Lock, encode_locks
 from p2pchan.crypto.keys import Identity
 from p2pchan.crypto.signing import SigningTag
 from p2pchan.l1.events import (
@@ -36,6 +34,8 @@ from p2pchan.l1.transactions import (
     RegisterSecret,
 )
 from p2pchan.types import U64_MAX, ChainId, ChannelId
+from p2pchan.wire.balance_proof import SignedBalanceProof
+from p2pchan.wire.locks import EMPTY_LOCKSROOT, Lock, encode_locks
 from tests.unit.chain_helpers import ChainHarness, identity, lock, secret, snapshot
 
 ALICE, BOB, CAROL = identity(1), identity(2), identity(3)

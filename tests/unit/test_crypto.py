@@ -18,21 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pchan.core.balance_proof import (
-    BalanceProof,
-    SignedBalanceProof,
-    counter_sign,
-    decode_checked,
-    sign_balance_proof,
-)
-from p2pchan.core.locks import (
-    EMPTY_LOCKSROOT,
-    LOCK_SIZE,
-    Lock,
-    decode_locks,
-    encode_locks,
-    locksroot,
-)
 from p2pchan.crypto.keys import (
     Identity,
     load_key_file,
@@ -42,6 +27,21 @@ from p2pchan.crypto.keys import (
 from p2pchan.crypto.signing import SigningTag, is_valid, verify
 from p2pchan.errors import CryptoError, KeyFileError, RemoteProtocolError
 from p2pchan.types import ChainId, ChannelId, Locksroot, SecretHash
+from p2pchan.wire.balance_proof import (
+    BalanceProof,
+    SignedBalanceProof,
+    counter_sign,
+    decode_checked,
+    sign_balance_proof,
+)
+from p2pchan.wire.locks import (
+    EMPTY_LOCKSROOT,
+    LOCK_SIZE,
+    Lock,
+    decode_locks,
+    encode_locks,
+    locksroot,
+)
 
 ALICE = Identity(bytes([1]) * 32)
 BOB = Identity(bytes([2]) * 32)

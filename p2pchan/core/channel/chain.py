@@ -19,17 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.channel import Channel, ChannelStatus, SettledLocks, UpdateKind
-from p2pchan.core.channel_send import (
-    drop_stale_queued,
-    queue_removals,
-    queue_unlocks,
-    retransmissions,
-)
-from p2pchan.core.direction import DirectionState, HeldLock
-from p2pchan.core.locks import encode_locks
-from p2pchan.core.outputs import (
+from p2pchan.core.channel.direction import DirectionState
+from p2pchan.core.channel.events import (
     CloseOnChain,
     CooperativeSettleOnChain,
     IncomingRemoved,
@@ -44,7 +35,16 @@ from p2pchan.core.outputs import (
     UnlockOnChain,
     UpdateOnChain,
 )
+from p2pchan.core.channel.send import (
+    drop_stale_queued,
+    queue_removals,
+    queue_unlocks,
+    retransmissions,
+)
+from p2pchan.core.channel.state import Channel, ChannelStatus, SettledLocks, UpdateKind
 from p2pchan.types import Address, Secret, SecretHash
+from p2pchan.wire.balance_proof import SignedBalanceProof
+from p2pchan.wire.locks import HeldLock, encode_locks
 
 EXPIRED_AFTER = 2  # lock_expired is sent once height >= E + 2
 RESUBMIT_AFTER = 3  # blocks before a secret registration that has not landed is sent again

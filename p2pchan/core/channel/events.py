@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.direction import HeldLock
 from p2pchan.types import Address, ChannelId, Secret, SecretHash
+from p2pchan.wire.balance_proof import SignedBalanceProof
 from p2pchan.wire.channel_messages import ChannelMessage
+from p2pchan.wire.locks import HeldLock
 
 
 @dataclass(frozen=True, slots=True)

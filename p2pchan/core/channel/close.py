@@ -4,7 +4,7 @@ at once.
 Only with no lock pending and no update in flight either way. The requester signs terms that
 expire a few blocks ahead; from then until that expiration neither side sends nor accepts
 transfers on the channel, whether or not the partner signs too. The requester submits the
-settle, again on every block until the chain shows it (`channel_chain`); terms that expire
+settle, again on every block until the chain shows it (`core/channel/chain.py`); terms that expire
 unused make a close our user asked for a forced one.
 """
 
@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from p2pchan.core.channel import Channel, ChannelStatus
-from p2pchan.core.channel_chain import cooperative_settle_output
-from p2pchan.core.channel_receive import REFUSAL_POINTS
-from p2pchan.core.coop_settle import CooperativeSettle
-from p2pchan.core.outputs import Fault, Output, Send
+from p2pchan.core.channel.chain import cooperative_settle_output
+from p2pchan.core.channel.events import Fault, Output, Send
+from p2pchan.core.channel.receive import REFUSAL_POINTS
+from p2pchan.core.channel.state import Channel, ChannelStatus
 from p2pchan.crypto.keys import Identity
 from p2pchan.crypto.signing import SigningTag, is_valid
 from p2pchan.errors import RemoteProtocolError, UserError
 from p2pchan.wire.channel_messages import SettleRequest, SettleResponse
+from p2pchan.wire.coop_settle import CooperativeSettle
 
 COOP_VALIDITY_BLOCKS = 20
 
@@ -145,7 +145,7 @@ def on_settle_response(
     channel: Channel, message: SettleResponse
 ) -> tuple[Channel, list[Output], str | None]:
     """Combine both signatures into the transaction (submitted again on every block until the
-    chain shows it: `channel_chain`); or keep the partner's reason for refusing."""
+    chain shows it: `core/channel/chain.py`); or keep the partner's reason for refusing."""
     if not channel.coop_we_asked or channel.coop_terms is None or channel.coop_signature is None:
         return channel, [], "no cooperative settle was requested"
     if message.signature is None:

@@ -13,10 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from p2pchan.core.balance_proof import BalanceProof, SignedBalanceProof, counter_sign
-from p2pchan.core.channel import Channel, ChannelStatus
-from p2pchan.core.direction import DirectionState, HeldLock
-from p2pchan.core.outputs import (
+from p2pchan.core.channel.direction import DirectionState
+from p2pchan.core.channel.events import (
     Fault,
     IncomingLocks,
     IncomingRemoved,
@@ -25,10 +23,12 @@ from p2pchan.core.outputs import (
     Send,
     UpdateOnChain,
 )
+from p2pchan.core.channel.state import Channel, ChannelStatus
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import RemoteProtocolError
 from p2pchan.types import Secret, SecretHash
+from p2pchan.wire.balance_proof import BalanceProof, SignedBalanceProof, counter_sign
 from p2pchan.wire.channel_messages import (
     BalanceUpdate,
     LockedTransfer,
@@ -40,6 +40,7 @@ from p2pchan.wire.channel_messages import (
     RevealSecret,
     Unlock,
 )
+from p2pchan.wire.locks import HeldLock
 
 # Misbehaviour points for an update we refuse finally (a malformed one costs more).
 REFUSAL_POINTS = 10

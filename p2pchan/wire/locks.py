@@ -3,14 +3,15 @@
 A lock is (amount, expiration_block, secrethash). Its canonical encoding is 48 bytes:
 amount (8 bytes big-endian) || expiration_block (8 bytes big-endian) || secrethash (32).
 The locksroot is sha256 over the pending locks' encodings in the order they were added
-(sha256(b"") when none), so the contract can check a list of locks with one hash.
+(sha256(b"") when none), so the contract can check a list of locks with one hash. A
+`HeldLock` is a lock as a channel message carries it: with its hop payload.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import RemoteProtocolError
@@ -51,3 +52,15 @@ def decode_locks(blob: bytes) -> tuple[Lock, ...]:
 
 def locksroot(locks: Iterable[Lock]) -> Locksroot:
     return Locksroot(sha256(encode_locks(locks)))
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLock:
+    """A pending lock and the hop payload that came with it (the payee's instructions)."""
+
+    lock: Lock
+    payload: bytes = b""
+    secrethash: SecretHash = field(init=False, compare=False, repr=False)  # the lock's, cached
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "secrethash", self.lock.secrethash)

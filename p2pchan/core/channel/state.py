@@ -15,10 +15,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.direction import DirectionState, HeldLock
+from p2pchan.core.channel.direction import DirectionState
 from p2pchan.errors import LocalProtocolError
 from p2pchan.types import Address, ChainId, ChannelId, Secret, SecretHash
+from p2pchan.wire.balance_proof import SignedBalanceProof
+from p2pchan.wire.locks import HeldLock
 
 MAX_FINAL_REFUSALS = 3  # in a row: then the channel takes no new payments
 

@@ -11,21 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from p2pchan.core.balance_proof import BalanceProof
-from p2pchan.core.locks import Lock, locksroot
 from p2pchan.types import Address, ChainId, ChannelId, Locksroot, SecretHash
-
-
-@dataclass(frozen=True, slots=True)
-class HeldLock:
-    """A pending lock and the hop payload that came with it (the payee's instructions)."""
-
-    lock: Lock
-    payload: bytes = b""
-    secrethash: SecretHash = field(init=False, compare=False, repr=False)  # the lock's, cached
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "secrethash", self.lock.secrethash)
+from p2pchan.wire.balance_proof import BalanceProof
+from p2pchan.wire.locks import HeldLock, locksroot
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,15 +15,15 @@ from dataclasses import replace
 
 import structlog
 
-from p2pchan.core.balance_proof import SignedBalanceProof
-from p2pchan.core.channel import Channel
-from p2pchan.core.channel_receive import reminders
-from p2pchan.core.channel_send import on_processed, update_message
-from p2pchan.core.direction import DirectionState, HeldLock
-from p2pchan.core.locks import decode_locks, encode_locks, locksroot
-from p2pchan.core.outputs import OutgoingRemoved, Output, Send
+from p2pchan.core.channel.direction import DirectionState
+from p2pchan.core.channel.events import OutgoingRemoved, Output, Send
+from p2pchan.core.channel.receive import reminders
+from p2pchan.core.channel.send import on_processed, update_message
+from p2pchan.core.channel.state import Channel
 from p2pchan.errors import RemoteProtocolError
+from p2pchan.wire.balance_proof import SignedBalanceProof
 from p2pchan.wire.channel_messages import ChannelSync, Processed
+from p2pchan.wire.locks import HeldLock, decode_locks, encode_locks, locksroot
 
 log = structlog.get_logger(__name__)
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from p2pchan.core.balance_proof import SignedBalanceProof, sign_balance_proof
-from p2pchan.core.channel import Channel, ChannelStatus, InFlight, UpdateKind
-from p2pchan.core.direction import DirectionState, HeldLock
-from p2pchan.core.outputs import OutgoingRemoved, OutgoingSettled, Output, SecretLearned
+from p2pchan.core.channel.direction import DirectionState
+from p2pchan.core.channel.events import OutgoingRemoved, OutgoingSettled, Output, SecretLearned
+from p2pchan.core.channel.state import Channel, ChannelStatus, InFlight, UpdateKind
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import RemoteProtocolError, UserError
 from p2pchan.types import Secret, SecretHash
+from p2pchan.wire.balance_proof import SignedBalanceProof, sign_balance_proof
 from p2pchan.wire.channel_messages import (
     BalanceUpdate,
     LockedTransfer,
@@ -32,6 +32,7 @@ from p2pchan.wire.channel_messages import (
     RevealSecret,
     Unlock,
 )
+from p2pchan.wire.locks import HeldLock
 
 # A locked_transfer must fit one frame: each lock costs its 48-byte lock, its payload and some
 # msgpack framing; the proof and headers take the rest.

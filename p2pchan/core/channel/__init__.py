@@ -1,0 +1,1 @@
+"""The channel machine: one channel between us and one partner, both directions."""

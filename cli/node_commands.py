@@ -14,8 +14,9 @@ import trio
 
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, load_key_file, write_key_file
 from p2pchan.errors import UserError
+from p2pchan.net.config import NodeConfig
 from p2pchan.net.misbehave import Misbehave, parse_modes
-from p2pchan.net.node import NodeConfig, open_node
+from p2pchan.net.node import open_node
 from p2pchan.net.peers import PeerConfig
 from p2pchan.net.rpc_client import RpcClient
 from p2pchan_cli.common import (

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from p2pchan.net.payments import PAYMENT_STATUSES
+from p2pchan.core.payment.records import PAYMENT_STATUSES
 from p2pchan_cli.common import (
     EXIT_CODES_HELP,
     EXIT_PENDING,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 import trio
 
 from p2pchan.l1.server import L1Address, serve_l1
@@ -18,6 +19,15 @@ from p2pchan_cli.processes import ChildProcess
 class RunningL1:
     service: ChainService
     address: L1Address
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    """Each test starts with structlog's defaults: a test that runs the CLI in-process
+    configures logging (at warning) for the whole process, which would hide the info lines
+    later tests capture."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ from __future__ import annotations
 import structlog
 import trio
 
-from p2pchan.core.channel.events import (
-    CloseOnChain,
-    CooperativeSettleOnChain,
-    RegisterSecretOnChain,
-    SettleOnChain,
-    UnlockOnChain,
-    UpdateOnChain,
+from p2pchan.core.outputs import (
+    ContractSendClose,
+    ContractSendCooperativeSettle,
+    ContractSendRegisterSecret,
+    ContractSendSettle,
+    ContractSendUnlock,
+    ContractSendUpdate,
 )
 from p2pchan.errors import ChainError
 from p2pchan.l1.transactions import (
@@ -37,27 +37,27 @@ from p2pchan.log import Throttle
 log = structlog.get_logger(__name__)
 
 ChainDuty = (
-    RegisterSecretOnChain
-    | CloseOnChain
-    | UpdateOnChain
-    | SettleOnChain
-    | UnlockOnChain
-    | CooperativeSettleOnChain
+    ContractSendRegisterSecret
+    | ContractSendClose
+    | ContractSendUpdate
+    | ContractSendSettle
+    | ContractSendUnlock
+    | ContractSendCooperativeSettle
 )
 
 
 def duty_call(duty: ChainDuty) -> tuple[str, Call]:
     """The transaction for a duty, and a key that identifies duplicates."""
     channel = duty.channel_id.hex()
-    if isinstance(duty, RegisterSecretOnChain):
+    if isinstance(duty, ContractSendRegisterSecret):
         return f"register:{duty.secret.hex()}", RegisterSecret(duty.secret)
-    if isinstance(duty, CloseOnChain):
+    if isinstance(duty, ContractSendClose):
         return f"close:{channel}", ChannelClose(duty.channel_id, duty.proofs)
-    if isinstance(duty, UpdateOnChain):
+    if isinstance(duty, ContractSendUpdate):
         return f"update:{channel}", ChannelUpdate(duty.channel_id, duty.proofs)
-    if isinstance(duty, SettleOnChain):
+    if isinstance(duty, ContractSendSettle):
         return f"settle:{channel}", ChannelSettle(duty.channel_id)
-    if isinstance(duty, UnlockOnChain):
+    if isinstance(duty, ContractSendUnlock):
         return f"unlock:{channel}:{duty.sender.hex()}", ChannelUnlock(
             duty.channel_id, duty.sender, duty.locks
         )

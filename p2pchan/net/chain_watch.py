@@ -14,10 +14,13 @@ closes are logged by the channel manager as it answers them.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 
 import structlog
 import trio
 
+from p2pchan.core.inputs import ContractReceiveBlock, SettledNonces
+from p2pchan.core.state import NodeState
 from p2pchan.errors import ChainError, RemoteProtocolError
 from p2pchan.l1.client import subscribe
 from p2pchan.l1.events import (
@@ -27,8 +30,9 @@ from p2pchan.l1.events import (
     ChannelSettled,
     Event,
 )
-from p2pchan.net.channels import ChannelManager
+from p2pchan.net.driver import Driver, now_ms
 from p2pchan.net.l1_link import L1Link
+from p2pchan.types import ChannelId
 
 log = structlog.get_logger(__name__)
 
@@ -39,11 +43,19 @@ QUIET_BLOCKS_PER_CHECKPOINT = 50  # how often a block without events is recorded
 
 class ChainWatcher:
     def __init__(
-        self, host: str, port: int, manager: ChannelManager, link: L1Link, *, processed: int
+        self,
+        host: str,
+        port: int,
+        driver: Driver,
+        link: L1Link,
+        *,
+        processed: int,
+        after_block: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self.manager = manager
+        self.driver = driver
+        self.after_block = after_block
         self.link = link
         self.processed = processed
         self.connected = False
@@ -72,10 +84,14 @@ class ChainWatcher:
                         checkpoint = (
                             bool(notice.events) or height % QUIET_BLOCKS_PER_CHECKPOINT == 0
                         )
-                        await self.manager.on_chain_block(
-                            height, notice.events, self.link.channel, checkpoint=checkpoint
+                        settled = await self._settled_nonces(notice.events)
+                        block = ContractReceiveBlock(
+                            height, notice.events, settled, now_ms(), checkpoint
                         )
-                        log_channel_events(self.manager, notice.events)
+                        await self.driver.step([block])
+                        log_channel_events(self.driver.state, notice.events)
+                        if self.after_block is not None:
+                            await self.after_block(height)
                         self.processed = height
                         self._advanced.set()
                         self._advanced = trio.Event()
@@ -90,23 +106,35 @@ class ChainWatcher:
             await trio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, RETRY_MAX)
 
+    async def _settled_nonces(self, events: tuple[Event, ...]) -> dict[ChannelId, SettledNonces]:
+        """The nonces our channels settled with, from their layer-1 records (the settle event
+        does not carry them)."""
+        settled: dict[ChannelId, SettledNonces] = {}
+        for event in events:
+            if isinstance(event, ChannelSettled) and event.channel_id in self.driver.state.channels:
+                record = await self.link.channel(event.channel_id)
+                if record is not None:
+                    nonces = SettledNonces(record.proof_a.nonce, record.proof_b.nonce)
+                    settled[event.channel_id] = nonces
+        return settled
+
     async def wait_for_height(self, height: int) -> None:
         while self.processed < height:
             await self._advanced.wait()
 
 
-def log_channel_events(manager: ChannelManager, events: tuple[Event, ...]) -> None:
+def log_channel_events(state: NodeState, events: tuple[Event, ...]) -> None:
     """One info line per event of this block that concerns one of our channels."""
     for event in events:
         channel_id = getattr(event, "channel_id", None)
-        channel = manager.channels.get(channel_id) if channel_id is not None else None
+        channel = state.channels.get(channel_id) if channel_id is not None else None
         if channel is None:
             continue
         fields = {"channel": channel.channel_id.hex(), "peer": channel.partner.hex()}
         if isinstance(event, ChannelOpened):
             log.info("channel_opened", settle_timeout=event.settle_timeout, **fields)
         elif isinstance(event, ChannelDeposited):
-            by = "us" if event.participant == manager.us else "partner"
+            by = "us" if event.participant == state.us else "partner"
             log.info("channel_funded", by=by, total_deposit=event.total_deposit, **fields)
         elif isinstance(event, ChannelSettled):
             ours = event.payout_a if channel.we_are_a else event.payout_b

@@ -13,7 +13,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from p2pchan.core.channel.events import Output, Send
+from p2pchan.core.channel import close
+from p2pchan.core.channel.events import Send
 from p2pchan.core.channel.state import Channel
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import UserError
@@ -81,22 +82,21 @@ class Attacks:
             kept.append(message)
         return kept, replies
 
-    def outgoing(self, outputs: list[Output]) -> list[Output]:
-        """What the core wants carried out, minus what this node withholds."""
+    def outgoing(self, message: ChannelMessage) -> list[ChannelMessage]:
+        """What goes out instead of this message of ours (nothing, when this node withholds
+        it)."""
         if Misbehave.WITHHOLD_ACK not in self.modes:
-            return outputs
-        carried: list[Output] = []
-        for output in outputs:
-            if isinstance(output, Send) and isinstance(output.message, Processed):
-                continue
-            if isinstance(output, Send) and isinstance(output.message, ChannelSync):
-                # The sync would hand over our counter-signature too.
-                output = Send(replace(output.message, yours=None, yours_locks=b""))
-            carried.append(output)
-        return carried
+            return [message]
+        if isinstance(message, Processed):
+            return []
+        if isinstance(message, ChannelSync):
+            # The sync would hand over our counter-signature too.
+            return [replace(message, yours=None, yours_locks=b"")]
+        return [message]
 
     @property
     def withholds_decisions(self) -> bool:
+        """Decide nothing about incoming locks (a switch of the core: `NodeState`)."""
         return Misbehave.WITHHOLD_REVEAL in self.modes
 
 
@@ -118,4 +118,23 @@ def retryable_bait(channel: Channel, identity: Identity, height: int) -> list[Lo
         messages.append(
             LockedTransfer(channel.channel_id, sign_balance_proof(identity, proof), (held,))
         )
+    return messages
+
+
+def attack_messages(
+    attacks: Attacks, channels: Iterable[Channel], identity: Identity, height: int
+) -> list[ChannelMessage]:
+    """What the attack modes that act on their own send, once a block, on these open channels
+    with a connected partner: updates the partner must refuse retryably; a cooperative-settle
+    request we will never submit."""
+    messages: list[ChannelMessage] = []
+    for channel in channels:
+        if Misbehave.SPAM_RETRYABLE in attacks:
+            messages += retryable_bait(channel, identity, height)
+        if Misbehave.COOP_FREEZE in attacks and not channel.ours.in_flight:
+            try:
+                _, outputs = close.request_settle(channel, identity, height)
+            except close.CooperativeCloseRefused:
+                continue
+            messages += [output.message for output in outputs if isinstance(output, Send)]
     return messages

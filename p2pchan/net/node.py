@@ -1,41 +1,49 @@
-"""The node's composition root: identity, store, layer 1, channels, payments, peers, RPC.
+"""The node's composition root: identity, store, layer 1, the driver of the node's core, peers,
+the chain watcher, RPC.
 
 `open_node` loads everything that can fail before serving (key file permissions, the data dir
 lock, the database, layer 1's chain id, which must match the one this data dir was created for).
-`Node.run` then starts in the order crash safety needs: the stored channels are loaded, the
-chain watcher catches up with every block missed while down, and only then are peers redialled
-(and re-synced) and the RPC and the `node.json` ready file offered.
+`Node.run` then starts in the order crash safety needs: the stored state is loaded (when the node
+is built), the chain watcher catches up with every block missed while down, and only then are
+peers redialled (and re-synced) and the RPC and the `node.json` ready file offered.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import structlog
 import trio
 
-from p2pchan.core.channel.state import ChannelConfig
+from p2pchan.core.channel.state import ChannelStatus
+from p2pchan.core.inputs import (
+    ReceiveChannelMessages,
+    ReceivePeerConnected,
+    ReceivePeerDisconnected,
+)
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, load_key_file
 from p2pchan.errors import ChainError, StoreError, UserError
 from p2pchan.files import DatadirLock, write_file_durably
 from p2pchan.l1.client import L1Client
 from p2pchan.l1.wallet import Wallet
+from p2pchan.net.api import channels as channels_api
+from p2pchan.net.api import node as node_api
+from p2pchan.net.api import payments as payments_api
+from p2pchan.net.api.context import NodeContext
 from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.chain_watch import ChainWatcher
-from p2pchan.net.channels import ChannelManager
+from p2pchan.net.config import NodeConfig
+from p2pchan.net.driver import Driver, faults_of, now_ms
 from p2pchan.net.l1_link import L1Link
-from p2pchan.net.misbehave import Attacks, Misbehave
-from p2pchan.net.payments import PaymentService
+from p2pchan.net.misbehave import Attacks, attack_messages
 from p2pchan.net.peer import PeerSession
-from p2pchan.net.peers import PeerConfig, PeerManager
+from p2pchan.net.peers import PeerManager
 from p2pchan.net.rpc import RpcServer
-from p2pchan.storage.channels import load_processed_block
 from p2pchan.storage.db import NodeDatabase
-from p2pchan.types import Address, ChainId, NodeId
+from p2pchan.storage.node_store import load_state
+from p2pchan.types import Address, ChainId, ChannelId, NodeId
 from p2pchan.wire.channel_messages import ChannelMessage
 from p2pchan.wire.peer_messages import PeerMessage
 
@@ -43,20 +51,6 @@ log = structlog.get_logger(__name__)
 
 READY_FILE = "node.json"
 L1_STARTUP_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    datadir: Path
-    listen_host: str
-    listen_port: int
-    l1_host: str
-    l1_port: int
-    alias: str = ""
-    dev: bool = False
-    misbehave: frozenset[Misbehave] = frozenset()  # dev attack modes (refused without `dev`)
-    peer: PeerConfig = field(default_factory=PeerConfig)
-    channel: ChannelConfig = field(default_factory=ChannelConfig)
 
 
 async def _chain_id(config: NodeConfig) -> ChainId:
@@ -100,6 +94,7 @@ class Node:
         self._lock = lock
         self.database = database
         self.chain_id = chain_id
+        self.attacks = Attacks(config.misbehave)
         self.link = L1Link(config.l1_host, config.l1_port)
         self.wallet = Wallet(self.link, identity, chain_id)
         self.actions = ChainActions(self.wallet)
@@ -110,61 +105,89 @@ class Node:
             self._on_message,
             config.peer,
             on_session=self._on_session,
+            on_session_end=self._on_session_end,
         )
-        self.channels = ChannelManager(
-            identity,
-            chain_id,
-            database,
-            self.actions,
-            self._session_of,
-            config.channel,
-            Attacks(config.misbehave),
+        state = database.run_now(
+            lambda connection: load_state(
+                connection,
+                identity,
+                chain_id,
+                config.channel,
+                withhold_decisions=self.attacks.withholds_decisions,
+            )
         )
-        self.payments = PaymentService(
-            self.channels, self.link, is_online=lambda peer: self._session_of(peer) is not None
-        )
-        processed = database.run_now(load_processed_block) or 0
+        self.driver = Driver(state, database, self.actions, self._session_of, self.attacks)
         self.chain = ChainWatcher(
-            config.l1_host, config.l1_port, self.channels, self.link, processed=processed
+            config.l1_host,
+            config.l1_port,
+            self.driver,
+            self.link,
+            processed=state.height,
+            after_block=self._attack if self.attacks else None,
         )
         self.rpc = RpcServer()
+        context = NodeContext(
+            config, identity, self.driver, self.peers, self.link, self.wallet, self.chain
+        )
+        for area in (node_api, channels_api, payments_api):
+            area.register(self.rpc, context)
         self._cancel_scope = trio.CancelScope()
 
     async def _on_message(self, session: PeerSession, messages: list[PeerMessage]) -> None:
         """Channel messages that arrived together are handled per channel, in order, in one
-        step each."""
-        per_channel: dict[bytes, list[ChannelMessage]] = {}
+        step each; the faults they show are scored here, in the session's own task."""
+        per_channel: dict[ChannelId, list[ChannelMessage]] = {}
         for message in messages:
             if isinstance(message, ChannelMessage):
                 per_channel.setdefault(message.channel_id, []).append(message)
             else:
                 log.info("peer_message_unhandled", type=type(message).__name__)
-        for batch in per_channel.values():
-            await self.channels.on_messages(session, batch)
+        for channel_id, batch in per_channel.items():
+            if self.attacks:
+                batch, replies = self.attacks.incoming(batch)
+                for reply in replies:
+                    await session.send(reply)
+            received = ReceiveChannelMessages(session.node_id, channel_id, tuple(batch), now_ms())
+            outputs = await self.driver.step([received])
+            for fault in faults_of(outputs):
+                session.fault(fault.points, fault.reason, budgeted=fault.budgeted)
 
     def _session_of(self, node_id: Address) -> PeerSession | None:
         return self.peers.sessions.get(NodeId(node_id))
 
     async def _on_session(self, session: PeerSession) -> None:
-        await self.channels.on_session_started(session)
+        await self.driver.step([ReceivePeerConnected(session.node_id)])
+
+    def _on_session_end(self, session: PeerSession) -> None:
+        self.driver.note(ReceivePeerDisconnected(session.node_id))
+
+    async def _attack(self, height: int) -> None:
+        """Dev attack modes that act on their own, once a block."""
+        open_channels = [
+            channel
+            for channel in self.driver.state.channels.values()
+            if channel.status == ChannelStatus.OPEN and self._session_of(channel.partner)
+        ]
+        for message in attack_messages(self.attacks, open_channels, self.identity, height):
+            channel = self.driver.state.channels[message.channel_id]
+            session = self._session_of(channel.partner)
+            if session is not None:
+                await session.send(message)
 
     async def run(
         self, *, task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until `stop` or cancellation; `started` with the ready-file contents."""
-        from p2pchan.net.node_api import register_node_api  # the API needs a whole Node
-
-        register_node_api(self)
         ready_path = self.config.datadir / READY_FILE
         with self._cancel_scope:
             try:
                 async with trio.open_nursery() as nursery:
-                    self.channels.load()
                     nursery.start_soon(self.link.run)
                     await nursery.start(self.actions.run)
-                    await nursery.start(self.channels.run)
+                    await nursery.start(self.driver.run)
                     height = await nursery.start(self.chain.run)  # caught up: now peers
-                    log.info("node_caught_up", height=height, channels=len(self.channels.channels))
+                    channels = len(self.driver.state.channels)
+                    log.info("node_caught_up", height=height, channels=channels)
                     port = await nursery.start(
                         self.peers.run, self.config.listen_host, self.config.listen_port
                     )

@@ -95,12 +95,16 @@ class PeerManager:
         config: PeerConfig | None = None,
         *,
         on_session: SessionHook | None = None,
+        on_session_end: Callable[[PeerSession], None] | None = None,
     ) -> None:
         self.identity = identity
         self.chain_id = chain_id
         self.database = database
         self.handler = handler
         self.on_session = on_session
+        self.on_session_end = (
+            on_session_end  # called at once, without awaiting (we may be cancelled)
+        )
         self.config = config or PeerConfig()
         self.sessions: dict[NodeId, PeerSession] = {}
         self.remembered: dict[NodeId, RememberedPeer] = {}
@@ -374,6 +378,8 @@ class PeerManager:
         finally:
             if self.sessions.get(session.node_id) is session:
                 del self.sessions[session.node_id]
+                if self.on_session_end is not None:
+                    self.on_session_end(session)
                 self._notify_change()
 
     def _notify_change(self) -> None:

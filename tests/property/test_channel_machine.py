@@ -72,22 +72,24 @@ from p2pchan.core.channel import receive as channel_receive
 from p2pchan.core.channel import send as channel_send
 from p2pchan.core.channel import sync as channel_sync
 from p2pchan.core.channel.events import (
-    CloseOnChain,
+    ChannelOutput,
     Fault,
     IncomingLocks,
     IncomingRemoved,
     IncomingUnlocked,
     OutgoingRemoved,
     OutgoingSettled,
-    Output,
-    RegisterSecretOnChain,
     SecretLearned,
     Send,
-    SettleOnChain,
-    UnlockOnChain,
-    UpdateOnChain,
 )
 from p2pchan.core.channel.state import Channel, ChannelConfig, ChannelStatus, UpdateKind
+from p2pchan.core.outputs import (
+    ContractSendClose,
+    ContractSendRegisterSecret,
+    ContractSendSettle,
+    ContractSendUnlock,
+    ContractSendUpdate,
+)
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import ChainError
@@ -260,13 +262,23 @@ class ChannelMachine(RuleBasedStateMachine):
                     self.payments[held.secrethash].signed = True
         end.channel = channel
 
-    def _carry_out(self, end: End, outputs: Iterable[Output]) -> None:
+    def _carry_out(self, end: End, outputs: Iterable[ChannelOutput]) -> None:
         if end.name == B:
-            outputs = self.attacks_b.outgoing(list(outputs))
+            outputs = self._as_b_sends_them(outputs)
         for output in outputs:
             self._carry_out_one(end, output)
 
-    def _carry_out_one(self, end: End, output: Output) -> None:
+    def _as_b_sends_them(self, outputs: Iterable[ChannelOutput]) -> list[ChannelOutput]:
+        """B's attack filters what it sends, as the node's driver does."""
+        carried: list[ChannelOutput] = []
+        for output in outputs:
+            if isinstance(output, Send):
+                carried += [Send(message) for message in self.attacks_b.outgoing(output.message)]
+            else:
+                carried.append(output)
+        return carried
+
+    def _carry_out_one(self, end: End, output: ChannelOutput) -> None:
         cid = self.channel_id
         if isinstance(output, Send):
             if isinstance(output.message, Refused):
@@ -297,15 +309,15 @@ class ChannelMachine(RuleBasedStateMachine):
             for secrethash in output.secrethashes:
                 self._payment(secrethash, payer=end.name).outgoing.append("removed")
                 self._finished(self._payment(secrethash), end)
-        elif isinstance(output, RegisterSecretOnChain):
+        elif isinstance(output, ContractSendRegisterSecret):
             self._submit(end.name, RegisterSecret(output.secret))
-        elif isinstance(output, CloseOnChain):
+        elif isinstance(output, ContractSendClose):
             self._submit(end.name, ChannelClose(cid, output.proofs))
-        elif isinstance(output, UpdateOnChain):
+        elif isinstance(output, ContractSendUpdate):
             self._submit(end.name, ChannelUpdate(cid, output.proofs))
-        elif isinstance(output, SettleOnChain):
+        elif isinstance(output, ContractSendSettle):
             self._submit(end.name, ChannelSettle(cid))
-        elif isinstance(output, UnlockOnChain):
+        elif isinstance(output, ContractSendUnlock):
             self._submit(end.name, ChannelUnlock(cid, output.sender, output.locks))
         else:
             raise AssertionError(f"unexpected output {output!r}")
@@ -349,7 +361,7 @@ class ChannelMachine(RuleBasedStateMachine):
                 return
         end = self.ends[receiver]
         channel = end.channel
-        outputs: list[Output] = []
+        outputs: list[ChannelOutput] = []
         if isinstance(message, BalanceUpdate):
             channel, outputs = channel_receive.on_update(
                 channel, message, end.identity, end.height, self._registered(end)
@@ -418,7 +430,7 @@ class ChannelMachine(RuleBasedStateMachine):
 
     def _see_event(self, end: End, happened: Event) -> None:
         channel = end.channel
-        outputs: list[Output] = []
+        outputs: list[ChannelOutput] = []
         if isinstance(happened, SecretRegistered):
             channel, outputs = channel_chain.on_secret_registered(
                 channel, happened.secrethash, happened.secret, happened.block
@@ -577,7 +589,7 @@ class ChannelMachine(RuleBasedStateMachine):
         proofs = channel_chain.close_proofs(end.channel)
         closing = replace(end.channel.moved_to(ChannelStatus.CLOSING), close_requested=True)
         self._commit(end, closing)
-        self._carry_out(end, [CloseOnChain(self.channel_id, proofs, "force close requested")])
+        self._carry_out(end, [ContractSendClose(self.channel_id, proofs, "force close requested")])
 
     @precondition(lambda self: bool(self.mempool))
     @rule()

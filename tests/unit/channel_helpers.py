@@ -19,7 +19,7 @@ from p2pchan.core.channel import close as coop
 from p2pchan.core.channel import receive as receive
 from p2pchan.core.channel import send as send
 from p2pchan.core.channel import sync as sync
-from p2pchan.core.channel.events import Fault, Output, Send
+from p2pchan.core.channel.events import ChannelOutput, Fault, Send
 from p2pchan.core.channel.state import Channel, ChannelConfig, ChannelStatus
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
@@ -67,7 +67,7 @@ def other(side: Side) -> Side:
     return "b" if side == "a" else "a"
 
 
-def sent(outputs: Iterable[Output]) -> list[ChannelMessage]:
+def sent(outputs: Iterable[ChannelOutput]) -> list[ChannelMessage]:
     """The messages among `outputs`, in order."""
     return [output.message for output in outputs if isinstance(output, Send)]
 
@@ -76,7 +76,7 @@ def of_type(outputs: Iterable[object], kind: type[T]) -> list[T]:
     return [output for output in outputs if isinstance(output, kind)]
 
 
-def faults(outputs: Iterable[Output]) -> list[Fault]:
+def faults(outputs: Iterable[ChannelOutput]) -> list[Fault]:
     return of_type(outputs, Fault)
 
 
@@ -188,11 +188,11 @@ class Pair:
 
     def deliver(
         self, to: Side, message: ChannelMessage, *, height: int | None = None
-    ) -> list[Output]:
+    ) -> list[ChannelOutput]:
         """Hand `message` to end `to` (as its shell would) and keep the new state."""
         channel = self.channel(to)
         at = self.height if height is None else height
-        outputs: list[Output] = []
+        outputs: list[ChannelOutput] = []
         if isinstance(message, BalanceUpdate):
             identity = self.identity(to)
             channel, outputs = receive.on_update(channel, message, identity, at, self.registered)
@@ -215,7 +215,9 @@ class Pair:
         self.set(to, channel)
         return outputs
 
-    def round_trip(self, side: Side) -> tuple[BalanceUpdate, list[Output], list[Output]]:
+    def round_trip(
+        self, side: Side
+    ) -> tuple[BalanceUpdate, list[ChannelOutput], list[ChannelOutput]]:
         """Sign `side`'s next update, deliver it, deliver the one answer back.
 
         Returns the update, the receiver's outputs and the sender's outputs on the answer.
@@ -225,25 +227,27 @@ class Pair:
         received, back = self.exchange(side, update)
         return update, received, back
 
-    def exchange(self, side: Side, update: BalanceUpdate) -> tuple[list[Output], list[Output]]:
+    def exchange(
+        self, side: Side, update: BalanceUpdate
+    ) -> tuple[list[ChannelOutput], list[ChannelOutput]]:
         """Deliver `side`'s update to the other end and its one answer back to `side`."""
         received = self.deliver(other(side), update)
         answers = sent(received)
         assert len(answers) == 1, received
         return received, self.deliver(side, answers[0])
 
-    def flush(self, side: Side) -> list[Output]:
+    def flush(self, side: Side) -> list[ChannelOutput]:
         """Send `side`'s queued updates one by one until none is left; each must be acked.
 
         Returns the sender's outputs on the acks (what happened to its payments)."""
-        outputs: list[Output] = []
+        outputs: list[ChannelOutput] = []
         while (update := self.next_update(side)) is not None:
             received, back = self.exchange(side, update)
             assert isinstance(sent(received)[0], Processed), received
             outputs += back
         return outputs
 
-    def reveal(self, receiver: Side, *indices: int) -> list[Output]:
+    def reveal(self, receiver: Side, *indices: int) -> list[ChannelOutput]:
         """`receiver` claims its incoming locks with these secrets; the sender learns them."""
         channel, outputs = receive.claim_incoming(
             self.channel(receiver), {secrethash(i): secret(i) for i in indices}
@@ -253,7 +257,7 @@ class Pair:
         assert len(reveals) == 1, outputs
         return self.deliver(other(receiver), reveals[0])
 
-    def fail(self, receiver: Side, *indices: int) -> list[Output]:
+    def fail(self, receiver: Side, *indices: int) -> list[ChannelOutput]:
         """`receiver` fails its incoming locks; the sender queues their removal."""
         channel, outputs = receive.fail_incoming(
             self.channel(receiver), [secrethash(i) for i in indices], "no route"
@@ -263,7 +267,7 @@ class Pair:
         assert len(failures) == 1, outputs
         return self.deliver(other(receiver), failures[0])
 
-    def block(self, side: Side, height: int | None = None) -> list[Output]:
+    def block(self, side: Side, height: int | None = None) -> list[ChannelOutput]:
         """A new block for end `side` (at `height`, default the pair's)."""
         channel, outputs = chain_duties.on_block(
             self.channel(side), self.height if height is None else height, self.registered

@@ -11,15 +11,9 @@ from dataclasses import replace
 
 from p2pchan.core.channel import chain as chain_duties
 from p2pchan.core.channel import close as coop
-from p2pchan.core.channel.events import (
-    CloseOnChain,
-    CooperativeSettleOnChain,
-    Fault,
-    OutgoingRemoved,
-    OutgoingSettled,
-    SecretLearned,
-)
+from p2pchan.core.channel.events import Fault, OutgoingRemoved, OutgoingSettled, SecretLearned
 from p2pchan.core.channel.state import ChannelStatus
+from p2pchan.core.outputs import ContractSendClose, ContractSendCooperativeSettle
 from p2pchan.storage.channel_codec import decode_channel, encode_channel
 from p2pchan.wire.channel_messages import (
     LockedTransfer,
@@ -69,13 +63,13 @@ def test_a_lock_the_partner_ignores_lock_expired_for_is_failed_and_the_channel_c
     assert pair.a.status == ChannelStatus.OPEN
     outputs = pair.block("a", expiry + 2 + REVEAL)
     assert removals(outputs) == [secrethash(1)]  # nobody can claim it: the payment failed
-    [close] = of_type(outputs, CloseOnChain)
+    [close] = of_type(outputs, ContractSendClose)
     assert pair.a.status == ChannelStatus.CLOSING and pair.a.close_requested
     assert close.proofs == chain_duties.close_proofs(pair.a)
     assert "expired lock" in pair.a.note
     # Asked for again on later blocks, but the payment is never reported twice.
     later = pair.block("a", expiry + 2 + REVEAL + 1)
-    assert of_type(later, CloseOnChain) and not removals(later)
+    assert of_type(later, ContractSendClose) and not removals(later)
 
 
 def test_a_late_ack_of_the_removal_does_not_report_an_abandoned_payment_again() -> None:
@@ -105,7 +99,7 @@ def test_a_lock_whose_removal_the_partner_refuses_is_failed_and_the_channel_clos
     pair.block("a", expiry + 3)
     assert isinstance(pair.next_update("a"), LockExpired)
     outputs = pair.block("a", expiry + 2 + REVEAL)
-    assert removals(outputs) == [secrethash(1)] and of_type(outputs, CloseOnChain)
+    assert removals(outputs) == [secrethash(1)] and of_type(outputs, ContractSendClose)
 
 
 def test_an_unacked_transfer_whose_lock_expired_is_failed_and_the_channel_closed() -> None:
@@ -118,7 +112,7 @@ def test_an_unacked_transfer_whose_lock_expired_is_failed_and_the_channel_closed
     pair.deliver("b", transfer)  # accepted, but its ack never comes back
     assert pair.block("a", expiry + 2 + REVEAL - 1) == []
     outputs = pair.block("a", expiry + 2 + REVEAL)
-    assert removals(outputs) == [secrethash(1)] and of_type(outputs, CloseOnChain)
+    assert removals(outputs) == [secrethash(1)] and of_type(outputs, ContractSendClose)
 
 
 def test_a_lock_whose_secret_was_registered_in_time_is_never_abandoned() -> None:
@@ -126,7 +120,7 @@ def test_a_lock_whose_secret_was_registered_in_time_is_never_abandoned() -> None
     pair = a_pays_b(expiry)
     pair.registered[secrethash(1)] = expiry  # the partner claimed it on chain, in time
     outputs = pair.block("a", expiry + 2 + REVEAL)
-    assert not removals(outputs) and not of_type(outputs, CloseOnChain)
+    assert not removals(outputs) and not of_type(outputs, ContractSendClose)
     assert pair.a.status == ChannelStatus.OPEN
 
 
@@ -137,7 +131,7 @@ def test_a_lock_we_are_unlocking_is_not_abandoned() -> None:
     assert of_type(pair.reveal("b", 1), SecretLearned)
     assert pair.next_update("a") is not None  # the unlock, never acked
     outputs = pair.block("a", expiry + 2 + REVEAL)
-    assert not removals(outputs) and not of_type(outputs, CloseOnChain)
+    assert not removals(outputs) and not of_type(outputs, ContractSendClose)
 
 
 def test_a_secret_revealed_for_an_abandoned_lock_is_too_late() -> None:
@@ -184,11 +178,11 @@ def test_a_signed_cooperative_settle_is_submitted_again_every_block_until_it_lan
     [response] = sent(pair.deliver("b", requested(pair)))
     pair.a, first, refusal = coop.on_settle_response(pair.a, response)
     assert refusal is None
-    [settle] = of_type(first, CooperativeSettleOnChain)
+    [settle] = of_type(first, ContractSendCooperativeSettle)
     expiration = pair.a.coop_expiration
     assert expiration is not None
     for height in range(pair.height + 1, expiration + 1):  # lost in a layer-1 crash, say
-        assert of_type(pair.block("a", height), CooperativeSettleOnChain) == [settle]
+        assert of_type(pair.block("a", height), ContractSendCooperativeSettle) == [settle]
     assert pair.block("b", expiration) == []  # the requester submits it, not the responder
 
 
@@ -200,11 +194,11 @@ def test_a_signed_cooperative_settle_that_expires_unused_falls_back_to_a_forced_
     expiration = pair.a.coop_expiration
     assert expiration is not None
     outputs = pair.block("a", expiration + 1)
-    [close] = of_type(outputs, CloseOnChain)
+    [close] = of_type(outputs, ContractSendClose)
     assert close.proofs == chain_duties.close_proofs(pair.a)
     assert pair.a.status == ChannelStatus.CLOSING and pair.a.close_requested
     assert "expired unused" in pair.a.note and pair.a.coop_expiration is None
-    assert of_type(pair.block("a", expiration + 2), CloseOnChain)  # until the chain shows it
+    assert of_type(pair.block("a", expiration + 2), ContractSendClose)  # until the chain shows it
     # The responder, whose signature went unused, takes payments again.
     pair.block("b", expiration + 1)
     assert pair.b.status == ChannelStatus.OPEN and "expired unused" in pair.b.note
@@ -220,7 +214,7 @@ def test_a_refused_cooperative_settle_reopens_at_expiry_and_says_why() -> None:
     assert outputs == [] and refusal is not None and refusal in pair.a.note
     expiration = pair.a.coop_expiration
     assert expiration is not None
-    assert not of_type(pair.block("a", expiration + 1), CloseOnChain)
+    assert not of_type(pair.block("a", expiration + 1), ContractSendClose)
     assert pair.a.status == ChannelStatus.OPEN and refusal in pair.a.note
 
 

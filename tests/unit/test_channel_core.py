@@ -20,26 +20,28 @@ from p2pchan.core.channel import receive as receive
 from p2pchan.core.channel import send as send
 from p2pchan.core.channel import sync as sync
 from p2pchan.core.channel.events import (
-    CloseOnChain,
-    CooperativeSettleOnChain,
+    ChannelOutput,
     IncomingLocks,
     IncomingRemoved,
     IncomingUnlocked,
     OutgoingRemoved,
     OutgoingSettled,
-    Output,
-    RegisterSecretOnChain,
     SecretLearned,
     Send,
-    SettleOnChain,
-    UnlockOnChain,
-    UpdateOnChain,
 )
 from p2pchan.core.channel.state import (
     MAX_FINAL_REFUSALS,
     TRANSITIONS,
     ChannelConfig,
     ChannelStatus,
+)
+from p2pchan.core.outputs import (
+    ContractSendClose,
+    ContractSendCooperativeSettle,
+    ContractSendRegisterSecret,
+    ContractSendSettle,
+    ContractSendUnlock,
+    ContractSendUpdate,
 )
 from p2pchan.crypto.keys import Identity
 from p2pchan.crypto.signing import SigningTag
@@ -116,7 +118,9 @@ def refused(pair: Pair, message: BalanceUpdate, code: str, *, height: int | None
     return refusal
 
 
-def accepted(pair: Pair, message: BalanceUpdate, *, height: int | None = None) -> list[Output]:
+def accepted(
+    pair: Pair, message: BalanceUpdate, *, height: int | None = None
+) -> list[ChannelOutput]:
     outputs = pair.deliver("b", message, height=height)
     answers = sent(outputs)
     assert len(answers) == 1 and isinstance(answers[0], Processed), outputs
@@ -515,7 +519,7 @@ def test_a_closed_channel_takes_unlocks_but_no_new_locks() -> None:
     outputs = accepted(pair, Unlock(CHANNEL_ID, proof, (secret(1),)))
     assert of_type(outputs, IncomingUnlocked)
     # The unlock counts only on chain now: it goes there at once, counter-signed.
-    [update] = of_type(outputs, UpdateOnChain)
+    [update] = of_type(outputs, ContractSendUpdate)
     assert update.proofs == (pair.b.theirs.accepted_proof,)
     pair.b = with_status(pair.b, ChannelStatus.SETTLED)
     late = forge_proof(pair.identity_a, nonce=3, transferred=140)
@@ -803,7 +807,7 @@ def test_a_node_never_signs_a_nonce_twice() -> None:
     pair = Pair.open()
     signed: list[BalanceUpdate] = []
 
-    def step() -> list[Output]:
+    def step() -> list[ChannelOutput]:
         update, received, _ = pair.round_trip("a")
         signed.append(update)
         return received
@@ -928,7 +932,7 @@ def incoming_with_known_secret(reveal_timeout: int = 10) -> tuple[Pair, int]:
 
 def test_a_known_secret_is_registered_at_e_minus_reveal_timeout_and_resubmitted() -> None:
     pair, expiration = incoming_with_known_secret()
-    register = [RegisterSecretOnChain(CHANNEL_ID, secret(1))]
+    register = [ContractSendRegisterSecret(CHANNEL_ID, secret(1))]
     assert pair.block("b", expiration - 11) == []
     assert pair.block("b", expiration - 10) == register
     assert pair.block("b", expiration - 9) == []
@@ -938,13 +942,13 @@ def test_a_known_secret_is_registered_at_e_minus_reveal_timeout_and_resubmitted(
     for height in range(expiration - 6, expiration + 4):
         assert pair.block("b", height) == [], height
     outputs = pair.block("b", expiration + 4)  # reveal_timeout blocks after the registration
-    [close] = of_type(outputs, CloseOnChain)
+    [close] = of_type(outputs, ContractSendClose)
     assert close.proofs == chain_duties.close_proofs(pair.b) and close.proofs
     assert pair.b.status == ChannelStatus.CLOSING
-    [again] = of_type(pair.block("b", expiration + 5), CloseOnChain)  # not on chain yet
+    [again] = of_type(pair.block("b", expiration + 5), ContractSendClose)  # not on chain yet
     assert again.proofs == close.proofs
     pair.b, _ = chain_duties.on_closed(pair.b, pair.b.us, expiration + 6, 0, 0)
-    assert not of_type(pair.block("b", expiration + 6), CloseOnChain)  # the chain shows it
+    assert not of_type(pair.block("b", expiration + 6), ContractSendClose)  # the chain shows it
 
 
 def test_no_registration_once_the_partner_unlocked() -> None:
@@ -994,7 +998,7 @@ def test_a_close_by_the_partner_is_answered_with_exactly_the_newer_proofs(
     pair.b, outputs = chain_duties.on_closed(pair.b, pair.a.us, 50, chain_ours, chain_theirs)
     assert pair.b.status == ChannelStatus.CLOSED and pair.b.close_block == 50
     named = {"ours": pair.b.ours.acked_proof, "theirs": pair.b.theirs.accepted_proof}
-    updates = of_type(outputs, UpdateOnChain)
+    updates = of_type(outputs, ContractSendUpdate)
     if not expected:
         assert updates == []
         return
@@ -1007,23 +1011,23 @@ def test_a_close_by_the_partner_is_answered_with_exactly_the_newer_proofs(
 def test_an_update_is_asked_for_on_every_block_of_the_window_until_the_chain_shows_it() -> None:
     pair = two_way_pair()
     pair.b, outputs = chain_duties.on_closed(pair.b, pair.a.us, 50, 0, 0)
-    [first] = of_type(outputs, UpdateOnChain)
-    [again] = of_type(pair.block("b", 51), UpdateOnChain)  # lost with a layer-1 restart
+    [first] = of_type(outputs, ContractSendUpdate)
+    [again] = of_type(pair.block("b", 51), ContractSendUpdate)  # lost with a layer-1 restart
     assert again == first
     ours, theirs = pair.b.ours.acked.nonce, pair.b.theirs.accepted.nonce
     pair.b, _ = chain_duties.on_updated(pair.b, ours, theirs - 1)  # only ours landed
-    [rest] = of_type(pair.block("b", 52), UpdateOnChain)
+    [rest] = of_type(pair.block("b", 52), ContractSendUpdate)
     assert rest.proofs == (pair.b.theirs.accepted_proof,)
     pair.b, _ = chain_duties.on_updated(pair.b, ours, theirs)
-    assert not of_type(pair.block("b", 53), UpdateOnChain)
+    assert not of_type(pair.block("b", 53), ContractSendUpdate)
 
 
 def test_no_update_is_asked_for_after_the_window() -> None:
     pair = two_way_pair()
     pair.b, _ = chain_duties.on_closed(pair.b, pair.a.us, 50, 0, 0)
     window_end = 50 + pair.b.settle_timeout
-    assert of_type(pair.block("b", window_end), UpdateOnChain)
-    assert not of_type(pair.block("b", window_end + 1), UpdateOnChain)
+    assert of_type(pair.block("b", window_end), ContractSendUpdate)
+    assert not of_type(pair.block("b", window_end + 1), ContractSendUpdate)
 
 
 @pytest.mark.parametrize("cheat", [False, True])
@@ -1036,17 +1040,17 @@ def test_a_requested_close_is_asked_for_on_every_block_until_the_chain_shows_it(
     )
     for height in (51, 52):
         closing, outputs = chain_duties.on_block(closing, height, {})
-        [close] = of_type(outputs, CloseOnChain)
+        [close] = of_type(outputs, ContractSendClose)
         assert close.proofs == chain_duties.close_proofs(pair.a, cheat=cheat)
     closed, _ = chain_duties.on_closed(closing, pair.a.us, 53, 0, 0)
     assert not closed.close_requested
-    assert not of_type(chain_duties.on_block(closed, 54, {})[1], CloseOnChain)
+    assert not of_type(chain_duties.on_block(closed, 54, {})[1], ContractSendClose)
 
 
 def test_our_own_close_is_answered_only_with_a_newer_proof_of_the_partner() -> None:
     pair = two_way_pair()
     closed, outputs = chain_duties.on_closed(pair.a, pair.a.us, 50, 0, 1)
-    assert outputs == [UpdateOnChain(CHANNEL_ID, (pair.a.theirs.accepted_proof,))]
+    assert outputs == [ContractSendUpdate(CHANNEL_ID, (pair.a.theirs.accepted_proof,))]
     assert closed.closer == pair.a.us
     # Our own sent proof is the partner's to submit: a `--cheat` close stays an attack.
     assert chain_duties.on_closed(pair.a, pair.a.us, 50, 0, 2)[1] == []
@@ -1071,7 +1075,7 @@ def test_a_closed_channel_sends_only_unlocks() -> None:
     pair.height = expiration + 2
     pair.block("a")  # lock 2 expired: on chain it goes back to A anyway
     unlock, received, _ = pair.round_trip("a")
-    assert isinstance(unlock, Unlock) and of_type(received, UpdateOnChain)
+    assert isinstance(unlock, Unlock) and of_type(received, ContractSendUpdate)
     assert pair.a.ours.has_work()  # lock 2's expiry is still noted
     assert pair.next_update("a") is None  # but no lock_expired is sent while closed
     pair.reveal("b", 2)
@@ -1083,8 +1087,8 @@ def test_settle_is_submitted_only_after_the_settlement_window() -> None:
     pair = two_way_pair()
     pair.b, _ = chain_duties.on_closed(pair.b, pair.a.us, 50, 2, 2)
     window_end = 50 + pair.b.settle_timeout
-    assert not of_type(pair.block("b", window_end), SettleOnChain)
-    assert pair.block("b", window_end + 1) == [SettleOnChain(CHANNEL_ID)]
+    assert not of_type(pair.block("b", window_end), ContractSendSettle)
+    assert pair.block("b", window_end + 1) == [ContractSendSettle(CHANNEL_ID)]
 
 
 def test_on_settled_takes_the_state_matching_the_chain_nonce() -> None:
@@ -1121,8 +1125,8 @@ def test_settled_locks_are_unlocked_on_chain_once_all_expired() -> None:
     last = max(held.lock.expiration_block for held in pair.a.ours.acked.locks)
     pair.a, _ = chain_duties.on_closed(pair.a, pair.b.us, 20, 1, 0)
     pair.a, _ = chain_duties.on_settled(pair.a, 1, 0)
-    assert not of_type(pair.block("a", last), UnlockOnChain)
-    [unlock] = of_type(pair.block("a", last + 1), UnlockOnChain)
+    assert not of_type(pair.block("a", last), ContractSendUnlock)
+    [unlock] = of_type(pair.block("a", last + 1), ContractSendUnlock)
     assert unlock.sender == pair.a.us
     assert unlock.locks == encode_locks(held.lock for held in pair.a.ours.acked.locks)
 
@@ -1176,7 +1180,7 @@ def on_chain_pair() -> tuple[ChainHarness, Pair]:
     return harness, pair
 
 
-def answer_close(pair: Pair, side: Side, event: ChannelClosed) -> list[Output]:
+def answer_close(pair: Pair, side: Side, event: ChannelClosed) -> list[ChannelOutput]:
     """What end `side` does on seeing this close on chain."""
     ours, theirs = (event.nonce_a, event.nonce_b) if side == "a" else (event.nonce_b, event.nonce_a)
     channel, outputs = chain_duties.on_closed(
@@ -1197,8 +1201,8 @@ def test_a_close_settles_to_the_true_balances_even_when_the_closer_cheats(cheat:
     assert len(proofs) == (1 if cheat else 2)  # the cheat leaves out its own sent proof
     [closed] = harness.call(pair.identity_a, ChannelClose(channel_id, proofs), 5)
     assert isinstance(closed, ChannelClosed)
-    assert of_type(answer_close(pair, "a", closed), UpdateOnChain) == []
-    updates = of_type(answer_close(pair, "b", closed), UpdateOnChain)
+    assert of_type(answer_close(pair, "a", closed), ContractSendUpdate) == []
+    updates = of_type(answer_close(pair, "b", closed), ContractSendUpdate)
     if cheat:
         [update] = updates
         harness.call(pair.identity_b, ChannelUpdate(channel_id, update.proofs), 6)
@@ -1220,23 +1224,23 @@ def test_a_lock_withheld_by_its_sender_is_claimed_on_chain_by_its_receiver() -> 
     start_a, start_b = harness.balance(pair.identity_a), harness.balance(pair.identity_b)
 
     [register] = pair.block("b", expiration - 10)
-    assert isinstance(register, RegisterSecretOnChain)
+    assert isinstance(register, ContractSendRegisterSecret)
     [registered] = harness.call(pair.identity_b, RegisterSecret(register.secret), expiration - 9)
     assert isinstance(registered, SecretRegistered)
     pair.registered[secrethash(1)] = registered.block
-    [close] = of_type(pair.block("b", expiration + 1), CloseOnChain)
+    [close] = of_type(pair.block("b", expiration + 1), ContractSendClose)
     [closed] = harness.call(pair.identity_b, ChannelClose(channel_id, close.proofs), expiration + 2)
     assert isinstance(closed, ChannelClosed)
     answer_close(pair, "a", closed)
     answer_close(pair, "b", closed)
     settle_at = expiration + 2 + ON_CHAIN_SETTLE_TIMEOUT + 1
-    assert of_type(pair.block("b", settle_at), SettleOnChain)
+    assert of_type(pair.block("b", settle_at), ContractSendSettle)
     harness.call(pair.identity_b, ChannelSettle(channel_id), settle_at)
     record = harness.channel(channel_id)
     pair.a, _ = chain_duties.on_settled(pair.a, record.proof_a.nonce, record.proof_b.nonce)
     pair.b, _ = chain_duties.on_settled(pair.b, record.proof_b.nonce, record.proof_a.nonce)
 
-    [unlock] = of_type(pair.block("b", settle_at + 1), UnlockOnChain)
+    [unlock] = of_type(pair.block("b", settle_at + 1), ContractSendUnlock)
     harness.call(
         pair.identity_b, ChannelUnlock(channel_id, unlock.sender, unlock.locks), settle_at + 1
     )
@@ -1269,7 +1273,7 @@ def test_a_cooperative_settle_pays_out_the_agreed_balances_at_once(requester: Si
     assert not pair.channel(responder).takes_new_transfers
     channel, outputs, refusal = coop.on_settle_response(pair.channel(requester), response)
     assert refusal is None
-    [settle] = of_type(outputs, CooperativeSettleOnChain)
+    [settle] = of_type(outputs, ContractSendCooperativeSettle)
     start_a, start_b = harness.balance(pair.identity_a), harness.balance(pair.identity_b)
     call = CooperativeSettleCall(
         channel.channel_id, settle.terms, settle.signature_a, settle.signature_b
@@ -1367,7 +1371,7 @@ def test_a_force_close_during_a_cooperative_settle_stays_closing_when_the_terms_
     pair.a = replace(pair.a, close_requested=True)  # `close --force` while waiting
     outputs = pair.block("a", expiration + 1)
     assert pair.a.status == ChannelStatus.CLOSING and not pair.a.takes_new_transfers
-    assert of_type(outputs, CloseOnChain)  # still asked for: it has not landed
+    assert of_type(outputs, ContractSendClose)  # still asked for: it has not landed
 
 
 # -- re-sync after reconnecting ---------------------------------------------------------------

@@ -6,15 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from p2pchan.storage.channels import (
-    ChannelTables,
-    PaymentOutcome,
-    PaymentRecord,
-    StoreBatch,
-    fold_payments,
-    list_payments,
-)
+from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord
 from p2pchan.storage.db import NodeDatabase
+from p2pchan.storage.node_store import ChannelTables, StoreBatch, fold_payments, list_payments
 from p2pchan.types import ChannelId, Secret, SecretHash
 
 HASH = SecretHash(b"h" * 32)

@@ -21,19 +21,13 @@ from dataclasses import replace
 
 from p2pchan.core.channel.direction import DirectionState
 from p2pchan.core.channel.events import (
-    CloseOnChain,
-    CooperativeSettleOnChain,
+    ChannelOutput,
     IncomingRemoved,
     IncomingUnlocked,
     OutgoingRemoved,
     OutgoingSettled,
-    Output,
-    RegisterSecretOnChain,
     SecretLearned,
     Send,
-    SettleOnChain,
-    UnlockOnChain,
-    UpdateOnChain,
 )
 from p2pchan.core.channel.send import (
     drop_stale_queued,
@@ -42,6 +36,14 @@ from p2pchan.core.channel.send import (
     retransmissions,
 )
 from p2pchan.core.channel.state import Channel, ChannelStatus, SettledLocks, UpdateKind
+from p2pchan.core.outputs import (
+    ContractSendClose,
+    ContractSendCooperativeSettle,
+    ContractSendRegisterSecret,
+    ContractSendSettle,
+    ContractSendUnlock,
+    ContractSendUpdate,
+)
 from p2pchan.types import Address, Secret, SecretHash
 from p2pchan.wire.balance_proof import SignedBalanceProof
 from p2pchan.wire.locks import HeldLock, encode_locks
@@ -55,7 +57,7 @@ COOP_COOLDOWN_BLOCKS = 100
 
 def on_block(
     channel: Channel, height: int, registered: Mapping[SecretHash, int]
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     if channel.ours.removals_held:  # a new block: refused removals may be tried again
         channel = replace(channel, ours=replace(channel.ours, removals_held=False))
     channel, outputs = _cooperative_duties(channel, height)
@@ -68,29 +70,29 @@ def on_block(
         outputs += duties
         channel, abandoned = _abandon_stuck_locks(channel, height, registered)
         outputs += abandoned
-    closing_asked = any(isinstance(output, CloseOnChain) for output in outputs)
+    closing_asked = any(isinstance(output, ContractSendClose) for output in outputs)
     if channel.status == ChannelStatus.CLOSING and channel.close_requested and not closing_asked:
         # Asked for on every block until the chain shows the close: a lost transaction (a
         # layer-1 restart, our own crash) is simply sent again.
         proofs = close_proofs(channel, cheat=channel.close_cheat)
-        outputs.append(CloseOnChain(channel.channel_id, proofs, "close requested"))
+        outputs.append(ContractSendClose(channel.channel_id, proofs, "close requested"))
     closed = channel.status == ChannelStatus.CLOSED and channel.close_block is not None
     if closed and height <= (channel.close_block or 0) + channel.settle_timeout:
         update = _update_needed(channel)
         if update is not None:
             outputs.append(update)
     if closed and height > (channel.close_block or 0) + channel.settle_timeout:
-        outputs.append(SettleOnChain(channel.channel_id))
+        outputs.append(ContractSendSettle(channel.channel_id))
     channel, resent = retransmissions(channel, height)
     outputs += [Send(message) for message in resent]
     for settled in channel.settled_unlocks:
         if height > settled.unlockable_after:
             blob = encode_locks(held.lock for held in settled.locks)
-            outputs.append(UnlockOnChain(channel.channel_id, settled.sender, blob))
+            outputs.append(ContractSendUnlock(channel.channel_id, settled.sender, blob))
     return channel, outputs
 
 
-def _cooperative_duties(channel: Channel, height: int) -> tuple[Channel, list[Output]]:
+def _cooperative_duties(channel: Channel, height: int) -> tuple[Channel, list[ChannelOutput]]:
     """Submit a cooperative settle both sides signed again on every block while its terms
     last; once they expire unused, fall back to a forced close if our user asked to close, or
     take payments again (and sign no new terms for a while) if the partner asked."""
@@ -122,7 +124,7 @@ def _cooperative_duties(channel: Channel, height: int) -> tuple[Channel, list[Ou
     if we_asked and signed_by_both:
         note = f"the cooperative close expired unused at block {expiration}: closing by force"
         channel = replace(channel, close_requested=True, note=note)
-        return channel, [CloseOnChain(channel.channel_id, close_proofs(channel), note)]
+        return channel, [ContractSendClose(channel.channel_id, close_proofs(channel), note)]
     if we_asked:
         note = channel.note or f"the cooperative close was not signed by block {expiration}"
     else:
@@ -131,14 +133,14 @@ def _cooperative_duties(channel: Channel, height: int) -> tuple[Channel, list[Ou
     return replace(channel.moved_to(ChannelStatus.OPEN), note=note), []
 
 
-def cooperative_settle_output(channel: Channel) -> CooperativeSettleOnChain | None:
+def cooperative_settle_output(channel: Channel) -> ContractSendCooperativeSettle | None:
     """The cooperative-settle transaction, once both signatures are known."""
     theirs = channel.coop_partner_signature
     if channel.coop_terms is None or channel.coop_signature is None or theirs is None:
         return None
     ours = channel.coop_signature
     signature_a, signature_b = (ours, theirs) if channel.we_are_a else (theirs, ours)
-    return CooperativeSettleOnChain(
+    return ContractSendCooperativeSettle(
         channel.channel_id, channel.coop_terms, signature_a, signature_b
     )
 
@@ -159,7 +161,7 @@ def _expire_our_locks(
 
 def _abandon_stuck_locks(
     channel: Channel, height: int, registered: Mapping[SecretHash, int]
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """Our expired locks still pending at E + 2 + reveal_timeout: the partner ignores or
     refuses their removal, withholds its ack, or is gone. Nobody can claim them any more (their
     secret was not registered by E), so their payments fail now; an open channel is closed so
@@ -185,22 +187,22 @@ def _abandon_stuck_locks(
     if not stuck:
         return channel, []
     reason = "expired, and the partner did not let us remove the lock: closing the channel"
-    outputs: list[Output] = [OutgoingRemoved(channel.channel_id, stuck, reason)]
+    outputs: list[ChannelOutput] = [OutgoingRemoved(channel.channel_id, stuck, reason)]
     channel = replace(channel, ours=replace(ours, abandoned=ours.abandoned | frozenset(stuck)))
     if channel.status == ChannelStatus.OPEN:
         note = f"the partner did not remove {len(stuck)} expired lock(s) of ours: closing"
         channel = replace(channel.moved_to(ChannelStatus.CLOSING), close_requested=True, note=note)
-        outputs.append(CloseOnChain(channel.channel_id, close_proofs(channel), note))
+        outputs.append(ContractSendClose(channel.channel_id, close_proofs(channel), note))
     return channel, outputs
 
 
 def _claim_duties(
     channel: Channel, height: int, registered: Mapping[SecretHash, int]
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """Register known secrets of incoming locks nearing expiry; close if that is not enough."""
     theirs = channel.theirs
     reveal = channel.config.reveal_timeout
-    outputs: list[Output] = []
+    outputs: list[ChannelOutput] = []
     ours_registered = dict(theirs.registered)
     must_close = False
     for secrethash, secret in theirs.known_secrets.items():
@@ -218,7 +220,7 @@ def _claim_duties(
             )
         ):
             # Register it (again, if our transaction has not landed in a few blocks).
-            outputs.append(RegisterSecretOnChain(channel.channel_id, secret))
+            outputs.append(ContractSendRegisterSecret(channel.channel_id, secret))
             ours_registered[secrethash] = height
             continue
         since = on_chain if on_chain is not None else submitted
@@ -229,7 +231,7 @@ def _claim_duties(
     if must_close:
         channel = replace(channel.moved_to(ChannelStatus.CLOSING), close_requested=True)
         outputs.append(
-            CloseOnChain(
+            ContractSendClose(
                 channel.channel_id,
                 close_proofs(channel),
                 "an incoming lock was not unlocked after its secret was registered",
@@ -268,7 +270,7 @@ def on_closed(
     close_block: int,
     chain_nonce_ours: int,
     chain_nonce_theirs: int,
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """The channel was closed on chain. If the partner closed it, answer at once with whatever
     newer proofs we hold (a stale proof in the window's last block could not be answered). If
     we closed it, only a newer proof of the partner's can still help us; our own sent proof is
@@ -282,7 +284,7 @@ def on_closed(
         close_requested=False,
     )
     channel = channel.moved_to(ChannelStatus.CLOSED)
-    outputs: list[Output] = []
+    outputs: list[ChannelOutput] = []
     queued = channel.ours.queued_locks
     if queued:
         # Never signed, and a closed channel takes no new lock: these payments failed here.
@@ -300,7 +302,7 @@ def on_closed(
 
 def on_updated(
     channel: Channel, chain_nonce_ours: int, chain_nonce_theirs: int
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """Someone updated the closed channel on chain: remember what the contract holds now."""
     return (
         replace(channel, chain_nonce_ours=chain_nonce_ours, chain_nonce_theirs=chain_nonce_theirs),
@@ -308,7 +310,7 @@ def on_updated(
     )
 
 
-def _update_needed(channel: Channel) -> UpdateOnChain | None:
+def _update_needed(channel: Channel) -> ContractSendUpdate | None:
     """Our newer proofs than the contract holds, to submit in an `update` (asked for again on
     every block of the window until the chain shows them). After a close of our own only the
     partner's newer proof counts: our own sent proof is the partner's to submit, and a dev
@@ -324,15 +326,15 @@ def _update_needed(channel: Channel) -> UpdateOnChain | None:
         and channel.ours.acked.nonce > channel.chain_nonce_ours
     ):
         proofs.append(ours_proof)
-    return UpdateOnChain(channel.channel_id, tuple(proofs)) if proofs else None
+    return ContractSendUpdate(channel.channel_id, tuple(proofs)) if proofs else None
 
 
 def on_secret_registered(
     channel: Channel, secrethash: SecretHash, secret: Secret, block: int
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """A secret is on chain: a lock of ours with it is as good as claimed (unlock it off-chain
     now: the payment succeeded); for a lock of theirs, we now know the secret too."""
-    outputs: list[Output] = []
+    outputs: list[ChannelOutput] = []
     ours_lock = next((h for h in channel.ours.all_locks() if h.secrethash == secrethash), None)
     if ours_lock is not None and block <= ours_lock.lock.expiration_block:
         outputs.append(SecretLearned(channel.channel_id, secrethash, secret))
@@ -351,7 +353,7 @@ def on_settled(
     *,
     payout_ours: int = 0,
     payout_theirs: int = 0,
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """Settled on chain: whichever of our states won holds the locks to unlock on chain; locks
     of ours in no winning state can no longer be claimed. The payouts are what layer 1 paid
     each side now (the withheld locks follow with `unlock`)."""
@@ -387,7 +389,7 @@ def on_settled(
         for h in ours.all_locks()
         if h.secrethash not in alive and h.secrethash not in paid
     )
-    outputs: list[Output] = []
+    outputs: list[ChannelOutput] = []
     if paid:
         outputs.append(OutgoingSettled(channel.channel_id, paid))
     channel, reported = _not_abandoned(channel, dead)
@@ -403,7 +405,7 @@ def on_unlocked(
     *,
     to_receiver: int = 0,
     to_sender: int = 0,
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """A settled direction was unlocked on chain: each lock went to its receiver if its secret
     was registered in time, else back to its sender."""
     if sender == channel.us:
@@ -420,7 +422,7 @@ def on_unlocked(
         <= held.lock.expiration_block
     )
     returned = tuple(held.secrethash for held in settled.locks if held not in claimed)
-    outputs: list[Output] = []
+    outputs: list[ChannelOutput] = []
     if sender == channel.us:
         if claimed:
             outputs.append(OutgoingSettled(channel.channel_id, _hashes(claimed)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from p2pchan.core.channel.chain import cooperative_settle_output
-from p2pchan.core.channel.events import Fault, Output, Send
+from p2pchan.core.channel.events import ChannelOutput, Fault, Send
 from p2pchan.core.channel.receive import REFUSAL_POINTS
 from p2pchan.core.channel.state import Channel, ChannelStatus
 from p2pchan.crypto.keys import Identity
@@ -55,7 +55,7 @@ def _terms(channel: Channel, expiration: int) -> CooperativeSettle:
 
 def request_settle(
     channel: Channel, identity: Identity, height: int
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """Sign final balances and ask the partner to sign them too. Asking again while our terms
     last sends the same terms (the partner answers them again without counting it against us)."""
     if channel.coop_we_asked and channel.coop_terms is not None and channel.coop_signature:
@@ -86,14 +86,14 @@ def request_settle(
 
 def on_settle_request(
     channel: Channel, message: SettleRequest, identity: Identity, height: int
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """Sign the partner's terms if they match our view exactly; otherwise say why not. Terms we
     signed freeze the channel until they expire, so a partner asking for other terms while ours
     are pending, or asking again soon after letting signed terms expire unused, is refused and
     scored (it could otherwise keep the channel from taking payments)."""
 
-    def refuse(reason: str, *, scored: bool = False) -> tuple[Channel, list[Output]]:
-        outputs: list[Output] = [Send(SettleResponse(channel.channel_id, None, reason))]
+    def refuse(reason: str, *, scored: bool = False) -> tuple[Channel, list[ChannelOutput]]:
+        outputs: list[ChannelOutput] = [Send(SettleResponse(channel.channel_id, None, reason))]
         if scored:
             outputs.append(Fault(REFUSAL_POINTS, f"cooperative settle request refused: {reason}"))
         return channel, outputs
@@ -143,7 +143,7 @@ def on_settle_request(
 
 def on_settle_response(
     channel: Channel, message: SettleResponse
-) -> tuple[Channel, list[Output], str | None]:
+) -> tuple[Channel, list[ChannelOutput], str | None]:
     """Combine both signatures into the transaction (submitted again on every block until the
     chain shows it: `core/channel/chain.py`); or keep the partner's reason for refusing."""
     if not channel.coop_we_asked or channel.coop_terms is None or channel.coop_signature is None:

@@ -1,15 +1,15 @@
-"""What the channel core asks the shell to do, after it has persisted the new state.
-
-Persist first, then carry these out in order: send messages, submit layer-1 transactions, and
-tell the payment layer what happened to locks.
+"""What a channel transition reports to the node's transition (`core.node`): messages for
+the partner, the partner's faults, what happened to locks (for the payment machines), and the
+layer-1 duties it asks for (`core.outputs.ContractSend*`, which the node passes on as they are).
+None of these but the duties leaves the core.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pchan.types import Address, ChannelId, Secret, SecretHash
-from p2pchan.wire.balance_proof import SignedBalanceProof
+from p2pchan.core.outputs import ContractSend
+from p2pchan.types import ChannelId, Secret, SecretHash
 from p2pchan.wire.channel_messages import ChannelMessage
 from p2pchan.wire.locks import HeldLock
 
@@ -28,6 +28,13 @@ class Fault:
     points: float
     reason: str
     budgeted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SettleAnswered:
+    """The partner answered our cooperative-settle request: None if it signed, else why not."""
+
+    refusal: str | None
 
 
 # -- what happened to locks ------------------------------------------------------------------
@@ -84,61 +91,15 @@ class OutgoingRemoved:
     reason: str
 
 
-# -- layer 1 ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterSecretOnChain:
-    channel_id: ChannelId
-    secret: Secret
-
-
-@dataclass(frozen=True, slots=True)
-class CloseOnChain:
-    channel_id: ChannelId
-    proofs: tuple[SignedBalanceProof, ...]
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateOnChain:
-    channel_id: ChannelId
-    proofs: tuple[SignedBalanceProof, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SettleOnChain:
-    channel_id: ChannelId
-
-
-@dataclass(frozen=True, slots=True)
-class UnlockOnChain:
-    channel_id: ChannelId
-    sender: Address
-    locks: bytes  # the 48-byte lock encodings hashing to the settled locksroot
-
-
-@dataclass(frozen=True, slots=True)
-class CooperativeSettleOnChain:
-    channel_id: ChannelId
-    terms: bytes
-    signature_a: bytes
-    signature_b: bytes
-
-
-Output = (
+ChannelOutput = (
     Send
     | Fault
+    | SettleAnswered
     | IncomingLocks
     | IncomingUnlocked
     | IncomingRemoved
     | SecretLearned
     | OutgoingSettled
     | OutgoingRemoved
-    | RegisterSecretOnChain
-    | CloseOnChain
-    | UpdateOnChain
-    | SettleOnChain
-    | UnlockOnChain
-    | CooperativeSettleOnChain
+    | ContractSend
 )

@@ -15,15 +15,15 @@ from dataclasses import replace
 
 from p2pchan.core.channel.direction import DirectionState
 from p2pchan.core.channel.events import (
+    ChannelOutput,
     Fault,
     IncomingLocks,
     IncomingRemoved,
     IncomingUnlocked,
-    Output,
     Send,
-    UpdateOnChain,
 )
 from p2pchan.core.channel.state import Channel, ChannelStatus
+from p2pchan.core.outputs import ContractSendUpdate
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import RemoteProtocolError
@@ -77,7 +77,7 @@ def on_update(
     identity: Identity,
     height: int,
     registered: Mapping[SecretHash, int],
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     theirs = channel.theirs
     try:
         proof = message.proof.proof()
@@ -113,15 +113,17 @@ def on_update(
         registered={h: b for h, b in theirs.registered.items() if h not in removed},
     )
     ack = Processed(channel.channel_id, proof.nonce, signed.counter_signature)
-    outputs: list[Output] = [Send(ack), effect]
+    outputs: list[ChannelOutput] = [Send(ack), effect]
     if channel.status == ChannelStatus.CLOSED:
         # Closed on chain: the new proof counts only once on chain, and it must win there, or
         # nobody would keep the locks of the settled proof.
-        outputs.append(UpdateOnChain(channel.channel_id, (signed,)))
+        outputs.append(ContractSendUpdate(channel.channel_id, (signed,)))
     return replace(channel, theirs=theirs), outputs
 
 
-def _refused_update(channel: Channel, nonce: int, refusal: Refusal) -> tuple[Channel, list[Output]]:
+def _refused_update(
+    channel: Channel, nonce: int, refusal: Refusal
+) -> tuple[Channel, list[ChannelOutput]]:
     """Refuse an update. The updates an honest partner had in flight behind it (at most its
     window) were built on it: they get a retryable, unscored `stale_base`, and the partner drops
     or resends them as the first refusal says. Anything further is judged on its own."""
@@ -137,11 +139,11 @@ def _refused_update(channel: Channel, nonce: int, refusal: Refusal) -> tuple[Cha
     )
 
 
-def _refused(channel: Channel, nonce: int, refusal: Refusal) -> tuple[Channel, list[Output]]:
+def _refused(channel: Channel, nonce: int, refusal: Refusal) -> tuple[Channel, list[ChannelOutput]]:
     message = Refused(
         channel.channel_id, nonce, refusal.code, refusal.reason[:512], refusal.retryable
     )
-    outputs: list[Output] = [Send(message)]
+    outputs: list[ChannelOutput] = [Send(message)]
     reason = f"refused update {nonce}: {refusal.code}: {refusal.reason}"
     if refusal.retryable:
         # Honest partners meet these by timing, a few per block; beyond a small budget per
@@ -181,7 +183,7 @@ def _recompute(
     nonce: int,
     height: int,
     registered: Mapping[SecretHash, int],
-) -> tuple[DirectionState, Output]:
+) -> tuple[DirectionState, ChannelOutput]:
     """The state this update must prove, and what it means for the payment layer."""
     current = channel.theirs.accepted
     if channel.status == ChannelStatus.SETTLED:
@@ -251,7 +253,7 @@ def _check_new_locks(channel: Channel, new: tuple[HeldLock, ...], height: int) -
     limit = channel.config.max_pending_locks
     if len(channel.theirs.accepted.locks) + len(new) > limit:
         raise Refusal("too_many_locks", f"more than {limit} pending locks")
-    window = min(channel.settle_timeout, channel.config.max_lock_timeout)
+    window = channel.lock_window
     for held in new:
         lock = held.lock
         if lock.amount == 0:
@@ -310,7 +312,7 @@ def _check_proof_matches(channel: Channel, proof: BalanceProof, state: Direction
 
 def claim_incoming(
     channel: Channel, secrets: Mapping[SecretHash, Secret]
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """Remember the secrets of locks we will claim, and reveal them to the partner."""
     theirs = channel.theirs
     known = {h: s for h, s in secrets.items() if theirs.accepted.has_lock(h)}
@@ -323,7 +325,7 @@ def claim_incoming(
 
 def fail_incoming(
     channel: Channel, secrethashes: Sequence[SecretHash], reason: str
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     """Tell the partner we will not claim these locks (we consent to their removal)."""
     theirs = channel.theirs
     failing = {
@@ -336,11 +338,11 @@ def fail_incoming(
     return replace(channel, theirs=theirs), [Send(message)]
 
 
-def reminders(channel: Channel) -> list[Output]:
+def reminders(channel: Channel) -> list[ChannelOutput]:
     """Messages whose effect we still wait for, sent again on reconnect and on each block:
     secrets revealed but not yet unlocked, failures not yet removed."""
     theirs = channel.theirs
-    outputs: list[Output] = []
+    outputs: list[ChannelOutput] = []
     pending = {h: s for h, s in theirs.known_secrets.items() if theirs.accepted.has_lock(h)}
     if pending:
         outputs.append(Send(RevealSecret(channel.channel_id, tuple(pending.values()))))

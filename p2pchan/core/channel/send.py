@@ -14,8 +14,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from p2pchan.core.channel.direction import DirectionState
-from p2pchan.core.channel.events import OutgoingRemoved, OutgoingSettled, Output, SecretLearned
+from p2pchan.core.channel.events import (
+    ChannelOutput,
+    OutgoingRemoved,
+    OutgoingSettled,
+    SecretLearned,
+)
 from p2pchan.core.channel.state import Channel, ChannelStatus, InFlight, UpdateKind
+from p2pchan.core.timing import too_late_to_send
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import RemoteProtocolError, UserError
@@ -44,18 +50,16 @@ class PaymentRefused(UserError):
     """This channel cannot take this payment now (capacity, lock limit, status)."""
 
 
-def too_late_to_send(channel: Channel, held: HeldLock, height: int) -> bool:
-    """A new lock expiring within reveal_timeout blocks is not worth signing: the payee would
-    fail it (a hop accepts only E - height > reveal_timeout), and one already expired in the
-    partner's view makes it refuse the whole update it rides on."""
-    return held.lock.expiration_block <= height + channel.config.reveal_timeout
-
-
 def drop_stale_queued(channel: Channel, height: int) -> tuple[Channel, tuple[SecretHash, ...]]:
     """Queued (never signed) locks that became too late to send while waiting for the window:
     their payments fail now (nothing was promised)."""
     queued = channel.ours.queued_locks
-    stale = tuple(held.secrethash for held in queued if too_late_to_send(channel, held, height))
+    reveal = channel.config.reveal_timeout
+    stale = tuple(
+        held.secrethash
+        for held in queued
+        if too_late_to_send(held.lock.expiration_block, height, reveal)
+    )
     if not stale:
         return channel, ()
     kept = tuple(held for held in queued if held.secrethash not in stale)
@@ -241,7 +245,7 @@ def update_message(channel: Channel, flight: InFlight) -> BalanceUpdate:
     return LockRemoved(channel.channel_id, flight.signed, flight.secrethashes)
 
 
-def on_processed(channel: Channel, message: Processed) -> tuple[Channel, list[Output]]:
+def on_processed(channel: Channel, message: Processed) -> tuple[Channel, list[ChannelOutput]]:
     """The partner counter-signed our update of this nonce, which acks every earlier one too."""
     if channel.status == ChannelStatus.SETTLED:
         return channel, []  # the chain decided; `on_settled` reported every lock of ours
@@ -260,7 +264,7 @@ def on_processed(channel: Channel, message: Processed) -> tuple[Channel, list[Ou
     )
     if not signed.counter_signature_valid(channel.partner):
         raise RemoteProtocolError("processed carries an invalid counter-signature")
-    outputs: list[Output] = []
+    outputs: list[ChannelOutput] = []
     dropped = ours.dropped
     acked_flights = ours.in_flight[: index + 1]
     abandoned = ours.abandoned
@@ -303,7 +307,9 @@ def on_processed(channel: Channel, message: Processed) -> tuple[Channel, list[Ou
     return replace(channel, ours=ours), outputs
 
 
-def on_refused(channel: Channel, message: Refused, height: int) -> tuple[Channel, list[Output]]:
+def on_refused(
+    channel: Channel, message: Refused, height: int
+) -> tuple[Channel, list[ChannelOutput]]:
     """A refusal of one of our in-flight updates. Everything after it was built on it, so it
     shares its fate: retryable, all are sent again after the next block; final, all are
     dropped, their new locks staying live until a proof without them is acked. Work of the
@@ -375,7 +381,9 @@ def on_lock_failed(channel: Channel, message: LockFailed) -> Channel:
     return queue_removals(channel, failed=message.secrethashes)
 
 
-def on_reveal_secret(channel: Channel, message: RevealSecret) -> tuple[Channel, list[Output]]:
+def on_reveal_secret(
+    channel: Channel, message: RevealSecret
+) -> tuple[Channel, list[ChannelOutput]]:
     """The partner revealed secrets of our locks: it took those payments; unlock them."""
     ours = channel.ours
     learned: dict[SecretHash, Secret] = {}
@@ -387,7 +395,7 @@ def on_reveal_secret(channel: Channel, message: RevealSecret) -> tuple[Channel, 
             learned[secrethash] = secret
     if not learned:
         return channel, []
-    outputs: list[Output] = [
+    outputs: list[ChannelOutput] = [
         SecretLearned(channel.channel_id, secrethash, secret)
         for secrethash, secret in learned.items()
     ]

@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass, field, replace
 
 from p2pchan.core.channel.direction import DirectionState
+from p2pchan.core.timing import channel_usable, lock_window
 from p2pchan.errors import LocalProtocolError
 from p2pchan.types import Address, ChainId, ChannelId, Secret, SecretHash
 from p2pchan.wire.balance_proof import SignedBalanceProof
@@ -205,7 +206,12 @@ class Channel:
     @property
     def usable(self) -> bool:
         """A node uses no channel whose settle_timeout < 2 x its reveal_timeout."""
-        return self.settle_timeout >= 2 * self.config.reveal_timeout
+        return channel_usable(self.settle_timeout, self.config.reveal_timeout)
+
+    @property
+    def lock_window(self) -> int:
+        """How far ahead of the current height a new lock on this channel may expire."""
+        return lock_window(self.settle_timeout, self.config.max_lock_timeout)
 
     @property
     def takes_new_transfers(self) -> bool:

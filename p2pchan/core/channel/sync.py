@@ -16,7 +16,7 @@ from dataclasses import replace
 import structlog
 
 from p2pchan.core.channel.direction import DirectionState
-from p2pchan.core.channel.events import OutgoingRemoved, Output, Send
+from p2pchan.core.channel.events import ChannelOutput, OutgoingRemoved, Send
 from p2pchan.core.channel.receive import reminders
 from p2pchan.core.channel.send import on_processed, update_message
 from p2pchan.core.channel.state import Channel
@@ -38,14 +38,14 @@ def sync_message(channel: Channel) -> ChannelSync:
     )
 
 
-def session_started(channel: Channel) -> tuple[Channel, list[Output]]:
+def session_started(channel: Channel) -> tuple[Channel, list[ChannelOutput]]:
     """A connection to the partner started: tell it what we hold, and send nothing new until
     its channel_sync arrives."""
     return replace(channel, awaiting_sync=True), [Send(sync_message(channel))]
 
 
-def on_sync(channel: Channel, message: ChannelSync) -> tuple[Channel, list[Output]]:
-    outputs: list[Output] = []
+def on_sync(channel: Channel, message: ChannelSync) -> tuple[Channel, list[ChannelOutput]]:
+    outputs: list[ChannelOutput] = []
     channel = replace(channel, awaiting_sync=False)
     if message.yours is not None:
         channel, outputs = _reconcile_ours(channel, message.yours, message.yours_locks)
@@ -55,7 +55,7 @@ def on_sync(channel: Channel, message: ChannelSync) -> tuple[Channel, list[Outpu
 
 def _reconcile_ours(
     channel: Channel, held: SignedBalanceProof, locks_blob: bytes
-) -> tuple[Channel, list[Output]]:
+) -> tuple[Channel, list[ChannelOutput]]:
     proof = held.proof()
     if proof.chain_id != channel.chain_id or proof.channel_id != channel.channel_id:
         raise RemoteProtocolError("channel_sync carries a proof of another channel")
@@ -105,7 +105,7 @@ def _reconcile_ours(
         queued_locks=(),
     )
     reason = "a newer proof of ours was adopted from the partner"
-    outputs: list[Output] = (
+    outputs: list[ChannelOutput] = (
         [OutgoingRemoved(channel.channel_id, unsigned, reason)] if unsigned else []
     )
     return replace(channel, ours=ours), outputs

@@ -1,28 +1,36 @@
-"""The payee's decision to claim or fail each incoming lock.
+"""The payee's machine: decide on each incoming lock, and follow a claimed one to its end
+(`state.PayeeStatus`).
 
-It claims a lock only if its hop payload matches the lock, reveal_timeout < E - height, and
-either the payload's secret hashes to the lock's secrethash or an open invoice of ours has that
-hash and asks for at most the amount.
+We claim a lock only if its hop payload matches the lock, reveal_timeout < E - height, and
+either the payload's secret hashes to the lock's secrethash (a spontaneous payment) or an open
+invoice of ours has that hash and asks for at most the amount. A claimed lock's secret is
+stored (with the payment's record, and the invoice marked paid) before it is revealed; any
+other lock is failed (`lock_failed`), which lets the payer remove it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from p2pchan.core.invoice import Invoice
+from p2pchan.core.channel import receive as channel_receive
+from p2pchan.core.channel.events import ChannelOutput
+from p2pchan.core.channel.state import Channel
+from p2pchan.core.outputs import (
+    NotifyPaymentFinal,
+    Output,
+    PersistInvoice,
+    PersistPayment,
+    PersistPaymentOutcome,
+)
+from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord
+from p2pchan.core.payment.state import OpenInvoice, Payee, PayeeStatus
+from p2pchan.core.state import NodeState
+from p2pchan.core.timing import too_close_to_claim
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import RemoteProtocolError
-from p2pchan.types import Secret
+from p2pchan.types import Secret, SecretHash
 from p2pchan.wire.hop_payload import HopPayload
 from p2pchan.wire.locks import HeldLock
-
-
-@dataclass(frozen=True, slots=True)
-class OpenInvoice:
-    """An invoice of ours that can still be paid, with its secret."""
-
-    invoice: Invoice
-    secret: Secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +59,7 @@ def decide_incoming(
         return Decline(f"unreadable payload: {error}")
     if (payload.amount, payload.expiration_block) != (lock.amount, lock.expiration_block):
         return Decline("the payload does not match the lock")
-    if lock.expiration_block - height <= reveal_timeout:
+    if too_close_to_claim(lock.expiration_block, height, reveal_timeout):
         return Decline(f"expires at {lock.expiration_block}: too close to {height}")
     if payload.secret is not None:
         if sha256(payload.secret) != lock.secrethash:
@@ -65,4 +73,56 @@ def decide_incoming(
         return Decline(f"pays {lock.amount}, the invoice asks {invoice.invoice.amount}")
     if lock.expiration_block - height < invoice.invoice.min_final_lock_timeout:
         return Decline("the lock expires sooner than the invoice requires")
-    return Claim(invoice.secret, invoice)
+    return Claim(invoice.record.secret, invoice)
+
+
+def on_incoming_locks(
+    state: NodeState, channel: Channel, locks: tuple[HeldLock, ...]
+) -> tuple[Channel, list[ChannelOutput], list[Output]]:
+    """Claim or fail each new incoming lock. Returns the channel (with the secrets to reveal
+    and the locks failed), its messages, and the records to store first."""
+    if state.withhold_decisions:  # dev attack mode `withhold-reveal`
+        return channel, [], []
+    payments = state.payments
+    records: list[Output] = []
+    claims: dict[SecretHash, Secret] = {}
+    declines: dict[SecretHash, str] = {}
+    for held in locks:
+        invoice = payments.invoices.get(held.secrethash)
+        decision = decide_incoming(
+            held,
+            height=state.height,
+            reveal_timeout=channel.config.reveal_timeout,
+            now_ms=state.now_ms,
+            invoice=invoice,
+        )
+        if isinstance(decision, Decline):
+            declines[held.secrethash] = decision.reason
+            continue
+        claims[held.secrethash] = decision.secret
+        record = PaymentRecord(
+            held.secrethash, "in", channel.partner, channel.channel_id, held.lock.amount, 0,
+            "pending", decision.secret, state.now_ms, None, "",
+        )  # fmt: skip
+        payments.incoming[held.secrethash] = Payee(record)
+        records.append(PersistPayment(record))
+        if decision.invoice is not None:
+            del payments.invoices[held.secrethash]  # paid: it takes no second payment
+            records.append(PersistInvoice(replace(decision.invoice.record, status="paid")))
+    channel, claimed = channel_receive.claim_incoming(channel, claims)
+    reason = "; ".join(sorted(set(declines.values())))
+    channel, failed = channel_receive.fail_incoming(channel, list(declines), reason)
+    return channel, claimed + failed, records
+
+
+def finished(
+    state: NodeState, secrethash: SecretHash, status: PayeeStatus, error: str = ""
+) -> list[Output]:
+    """A claimed payment ended: paid out to us (succeeded), or removed unpaid (failed)."""
+    payee = state.payments.incoming.pop(secrethash, None)
+    if payee is None:
+        return []  # a lock we never claimed (declined, or a stranger's outcome)
+    payee.moved_to(status)
+    outcome = PaymentOutcome(secrethash, "in", str(status), None, state.now_ms, error)
+    final = replace(payee.record, status=str(status), finished_ms=state.now_ms, error=error)
+    return [PersistPaymentOutcome(outcome), NotifyPaymentFinal(final)]

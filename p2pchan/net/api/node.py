@@ -1,9 +1,10 @@
-"""The node's control API: the JSON-RPC methods behind the CLI's node commands."""
+"""The RPC methods about the node itself and its peers: info, connect, peers, disconnect (and,
+on --dev nodes, the transport benchmark's flood)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -11,34 +12,24 @@ import p2pchan
 from p2pchan.core.channel.state import ChannelStatus
 from p2pchan.errors import ChainError, UserError
 from p2pchan.l1.client import L1Client
-from p2pchan.net.rpc import RpcParamError, param, parsed_param
-from p2pchan.types import KEY_SIZE, Address, NodeId, parse_hex
+from p2pchan.net.api.context import NodeContext
+from p2pchan.net.api.params import node_id as _node_id
+from p2pchan.net.rpc import RpcParamError, RpcServer, param, parsed_param
 from p2pchan.wire.peer_messages import PONG_SUPPRESSED, Ping
-
-if TYPE_CHECKING:
-    from p2pchan.net.node import Node
 
 # The chain watcher may be this many blocks behind layer 1's head and still count as synced: a
 # block just sealed reaches it a moment later.
 SYNCED_LAG_BLOCKS = 1
 
 
-def _node_id(text: Any) -> NodeId:
-    return NodeId(Address(parse_hex(str(text), size=KEY_SIZE, what="node id")))
-
-
-def register_node_api(node: Node) -> None:
-    from p2pchan.net.channel_api import register_channel_api
-
-    register_channel_api(node)
-    rpc = node.rpc
+def register(rpc: RpcServer, node: NodeContext) -> None:
 
     async def info(params: dict[str, Any]) -> dict[str, Any]:
         l1_balance: int | None = None
         l1_height: int | None = None
         try:
             async with L1Client.connect(node.config.l1_host, node.config.l1_port) as client:
-                l1_balance = (await client.account(node.node_id)).balance
+                l1_balance = (await client.account(node.identity.node_id)).balance
                 l1_height = (await client.status()).height
         except ChainError:
             pass  # layer 1 unreachable right now
@@ -49,10 +40,10 @@ def register_node_api(node: Node) -> None:
             and l1_height - height <= SYNCED_LAG_BLOCKS
         )
         # Every state counts, settled included: the same channels `channels` lists.
-        states = Counter(str(c.status) for c in node.channels.channels.values())
+        states = Counter(str(c.status) for c in node.driver.state.channels.values())
         host, port = node.peers.listen_host, node.peers.listen_port
         return {
-            "node_id": node.node_id.hex(),
+            "node_id": node.identity.node_id.hex(),
             "alias": node.config.alias,
             "host": host,
             "port": port,
@@ -60,7 +51,7 @@ def register_node_api(node: Node) -> None:
             "l1_balance": l1_balance,
             "peers": len(node.peers.sessions),
             "channels": sum(states.values()),
-            "uri": f"{node.node_id.hex()}@{_uri_host(host)}:{port}",
+            "uri": f"{node.identity.node_id.hex()}@{_uri_host(host)}:{port}",
             "version": p2pchan.__version__,
             "l1_height": l1_height,
             "synced": synced,

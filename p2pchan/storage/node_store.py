@@ -1,4 +1,5 @@
-"""Channels, payments and invoices in the node's database.
+"""The node's state in its database: channels, payments and invoices, chain facts; written
+from the `Persist*` outputs of the node's transition, and loaded back into a `NodeState`.
 
 `StoreBatch` collects everything one step of the node changed (channel states, payment and
 invoice records, registered secrets, the last processed block) and writes it in a single
@@ -15,51 +16,27 @@ creation and failure in one row, so its reason is kept.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from p2pchan.core.channel.state import Channel
+from p2pchan.core.channel.state import Channel, ChannelConfig
+from p2pchan.core.invoice import decode_invoice
+from p2pchan.core.outputs import (
+    Output,
+    PersistChannel,
+    PersistInvoice,
+    PersistPayment,
+    PersistPaymentOutcome,
+    PersistProcessedBlock,
+    PersistSecret,
+)
+from p2pchan.core.payment.records import InvoiceRecord, PaymentOutcome, PaymentRecord
+from p2pchan.core.payment.state import OpenInvoice, Payee, Payer, PayerStatus
+from p2pchan.core.state import NodeState
+from p2pchan.crypto.keys import Identity
 from p2pchan.storage.channel_codec import decode_channel, encode_channel
-from p2pchan.types import ChannelId, Secret, SecretHash
+from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
 from p2pchan.wire.codec import pack, unpack
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentRecord:
-    payment_hash: SecretHash
-    direction: str  # "out" (we pay) or "in" (we are paid)
-    peer: bytes
-    channel_id: ChannelId
-    amount: int
-    fee: int
-    status: str  # pending, succeeded, failed
-    secret: Secret | None
-    created_ms: int
-    finished_ms: int | None
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class InvoiceRecord:
-    payment_hash: SecretHash
-    secret: Secret
-    amount: int
-    description: str
-    encoded: str
-    created_ms: int
-    expires_ms: int
-    status: str  # open, paid
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentOutcome:
-    """A pending payment record becoming final."""
-
-    payment_hash: SecretHash
-    direction: str
-    status: str  # succeeded, failed
-    secret: Secret | None
-    finished_ms: int
-    error: str
 
 
 @dataclass
@@ -70,6 +47,26 @@ class StoreBatch:
     invoices: dict[SecretHash, InvoiceRecord] = field(default_factory=dict)
     secrets: dict[SecretHash, int] = field(default_factory=dict)
     processed_block: int | None = None
+
+    @classmethod
+    def of(cls, outputs: Iterable[Output]) -> StoreBatch:
+        """What a step's `Persist*` outputs write (the newest state of each channel)."""
+        batch = cls()
+        for output in outputs:
+            if isinstance(output, PersistChannel):
+                batch.channels[output.channel.channel_id] = output.channel
+            elif isinstance(output, PersistPayment):
+                record = output.record
+                batch.payments[(record.payment_hash, record.direction)] = record
+            elif isinstance(output, PersistPaymentOutcome):
+                batch.outcomes.append(output.outcome)
+            elif isinstance(output, PersistInvoice):
+                batch.invoices[output.record.payment_hash] = output.record
+            elif isinstance(output, PersistSecret):
+                batch.secrets[output.secrethash] = output.block
+            elif isinstance(output, PersistProcessedBlock):
+                batch.processed_block = output.height
+        return batch
 
     def __bool__(self) -> bool:
         return bool(
@@ -232,3 +229,35 @@ def list_invoices(connection: sqlite3.Connection, limit: int = 10_000) -> list[I
         (limit,),
     )
     return [InvoiceRecord(SecretHash(bytes(r[0])), Secret(bytes(r[1])), *r[2:]) for r in rows]
+
+
+def load_state(
+    connection: sqlite3.Connection,
+    identity: Identity,
+    chain_id: ChainId,
+    config: ChannelConfig,
+    *,
+    withhold_decisions: bool = False,
+) -> NodeState:
+    """The node's state as stored: every channel, the secrets registered on layer 1 and the
+    last processed block, open invoices, and the payments still pending (in both directions)."""
+    state = NodeState(identity, chain_id, config, withhold_decisions=withhold_decisions)
+    for channel in ChannelTables().load(connection):
+        state.channels[channel.channel_id] = channel
+    state.registered = load_chain_secrets(connection)
+    state.height = load_processed_block(connection) or 0
+    payments = state.payments
+    for record in load_open_invoices(connection):
+        invoice = decode_invoice(record.encoded, chain_id)
+        payments.invoices[record.payment_hash] = OpenInvoice(invoice, record)
+    for payment in fold_payments(connection).values():
+        if payment.direction == "in" and payment.status == "pending":
+            payments.incoming[payment.payment_hash] = Payee(payment)
+        elif payment.direction == "out" and payment.status == "pending":
+            # Signed before the restart (a record is written with the update carrying its lock).
+            payer = Payer(payment, None, PayerStatus.LOCKED)
+            payments.outgoing[payment.payment_hash] = payer
+            payments.paid_or_pending.add(payment.payment_hash)
+        elif payment.direction == "out" and payment.status == "succeeded":
+            payments.paid_or_pending.add(payment.payment_hash)
+    return state

@@ -1,0 +1,145 @@
+"""Everything that can happen to a node, as the inputs of its one transition (`core.node`).
+
+`Receive*` is a peer's doing, `Action*` the user's (through the RPC), `ContractReceive*` layer 1's,
+`Tick` the clock's. Time, randomness (secrets) and facts only layer 1 or the store can tell
+arrive inside the inputs: the core reads no clock, draws no random number and does no IO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from p2pchan.core.invoice import Invoice
+from p2pchan.l1.events import Event
+from p2pchan.types import Address, ChannelId, Secret
+from p2pchan.wire.channel_messages import ChannelMessage
+
+# -- peers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivePeerConnected:
+    """A session with this peer started: re-sync every channel with it."""
+
+    peer: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivePeerDisconnected:
+    peer: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveChannelMessages:
+    """Messages of one channel that arrived together from this peer (one step, one disk sync)."""
+
+    peer: Address
+    channel_id: ChannelId
+    messages: tuple[ChannelMessage, ...]
+    now_ms: int
+
+
+# -- the user ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSend:
+    """Pay `amount` to `payee` spontaneously: `secret` (fresh, random) goes in its payload.
+    `request_id` names the caller in `NotifyPaymentAdmitted`. It is admitted to its channel
+    on the next `Tick`."""
+
+    request_id: int
+    payee: Address
+    amount: int
+    secret: Secret
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionPay:
+    """Pay an invoice (decoded and checked for this chain). `registered_block`: where layer 1
+    has its secret registered already, if anywhere (then paying it would give money away)."""
+
+    request_id: int
+    invoice: Invoice
+    registered_block: int | None
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCreateInvoice:
+    amount: int
+    description: str
+    expiry_seconds: int
+    secret: Secret  # fresh, random
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTrackChannel:
+    """We opened this channel on layer 1 (before the chain shows it): track it from now on."""
+
+    channel_id: ChannelId
+    partner: Address
+    settle_timeout: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCloseCooperatively:
+    channel_id: ChannelId
+
+
+@dataclass(frozen=True, slots=True)
+class ActionForceClose:
+    channel_id: ChannelId
+    cheat: bool = False  # dev attack mode: close with none of our own sent proofs
+
+
+# -- layer 1 ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SettledNonces:
+    """The nonces of the proofs a channel settled with, read from its layer-1 record (the
+    settle event does not carry them)."""
+
+    nonce_a: int
+    nonce_b: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContractReceiveBlock:
+    """One layer-1 block: its contract events, in order. `checkpoint`: record the block as
+    processed (re-applying a block changes nothing, so quiet blocks need not each be)."""
+
+    height: int
+    events: tuple[Event, ...]
+    settled: dict[ChannelId, SettledNonces]
+    now_ms: int
+    checkpoint: bool = True
+
+
+# -- the clock --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: payments waiting are admitted to their channels (those that arrived since
+    the last tick share one update), and those that waited too long for a slot give up."""
+
+    now_ms: int
+
+
+Input = (
+    ReceivePeerConnected
+    | ReceivePeerDisconnected
+    | ReceiveChannelMessages
+    | ActionSend
+    | ActionPay
+    | ActionCreateInvoice
+    | ActionTrackChannel
+    | ActionCloseCooperatively
+    | ActionForceClose
+    | ContractReceiveBlock
+    | Tick
+)

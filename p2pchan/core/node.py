@@ -1,0 +1,402 @@
+"""The node's one transition: `transition(state, input) -> (state, outputs)`.
+
+Every input (`core.inputs`) goes through one table to the handler that routes it to the machines
+that own it: the channel machine (`core.channel.machine`) for everything about one channel, the
+payer and payee machines (`core.payment`) for everything about one payment. A channel reports
+what happened to locks; the payment machines decide what follows (claim, fail, succeed), and
+their decisions go back into the channel within the same transition: nothing internal leaves
+the core. Outputs (`core.outputs`) are what the shell must do, in order, once the `Persist*`
+ones are written: a step is durable before anything it promises goes out.
+
+Pure: no IO, no clock, no randomness (time and fresh secrets come inside the inputs). The
+state's tables are updated in place (see `core.state`); a handler that refuses an input raises
+before it changes anything, or reports the refusal as an output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from p2pchan.core.channel import machine
+from p2pchan.core.channel import send as channel_send
+from p2pchan.core.channel.events import (
+    ChannelOutput,
+    Fault,
+    IncomingLocks,
+    IncomingRemoved,
+    IncomingUnlocked,
+    OutgoingRemoved,
+    OutgoingSettled,
+    SecretLearned,
+    Send,
+    SettleAnswered,
+)
+from p2pchan.core.channel.state import Channel, ChannelStatus
+from p2pchan.core.inputs import (
+    ActionCloseCooperatively,
+    ActionCreateInvoice,
+    ActionForceClose,
+    ActionPay,
+    ActionSend,
+    ActionTrackChannel,
+    ContractReceiveBlock,
+    Input,
+    ReceiveChannelMessages,
+    ReceivePeerConnected,
+    ReceivePeerDisconnected,
+    Tick,
+)
+from p2pchan.core.invoice import Invoice, encode_invoice
+from p2pchan.core.outputs import (
+    NotifyFault,
+    NotifyInvoiceCreated,
+    NotifyPaymentAdmitted,
+    NotifyRefused,
+    NotifySettleResponse,
+    Output,
+    PersistChannel,
+    PersistInvoice,
+    PersistProcessedBlock,
+    PersistSecret,
+    SendMessage,
+)
+from p2pchan.core.payment import payee, payer
+from p2pchan.core.payment.records import InvoiceRecord
+from p2pchan.core.payment.state import OpenInvoice, PayeeStatus
+from p2pchan.core.state import NodeState
+from p2pchan.crypto.hashing import sha256
+from p2pchan.errors import UserError
+from p2pchan.l1.events import ChannelOpened, ChannelSettled, SecretRegistered
+from p2pchan.types import ChannelId, SecretHash
+from p2pchan.wire.channel_messages import ChannelSync, LockedTransfer, Refused
+
+UNKNOWN_CHANNEL_POINTS = 10  # a message about a channel the peer has no part in
+
+
+def transition(state: NodeState, event: Input) -> tuple[NodeState, list[Output]]:
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise TypeError(f"the node has no handler for {type(event).__name__}")
+    now_ms: int | None = getattr(event, "now_ms", None)
+    if now_ms is not None and now_ms > state.now_ms:
+        state.now_ms = now_ms
+    return state, handler(state, event)
+
+
+# -- peers ---------------------------------------------------------------------------------------
+
+
+def _peer_connected(state: NodeState, event: ReceivePeerConnected) -> list[Output]:
+    """Re-sync every channel with this peer: each side learns what the other lacks."""
+    state.online.add(event.peer)
+    outputs: list[Output] = []
+    for channel in list(state.channels.values()):
+        if channel.partner == event.peer and channel.status != ChannelStatus.SETTLED:
+            outputs += _on_channel(state, channel.channel_id, [machine.SessionStarted()])
+    return outputs
+
+
+def _peer_disconnected(state: NodeState, event: ReceivePeerDisconnected) -> list[Output]:
+    state.online.discard(event.peer)
+    return []
+
+
+def _messages(state: NodeState, event: ReceiveChannelMessages) -> list[Output]:
+    """Messages of one channel that arrived together: one step. One that breaks the protocol is
+    skipped (the others still count) and scored."""
+    channel = state.channels.get(event.channel_id)
+    if channel is None or channel.partner != event.peer:
+        if channel is None and all(isinstance(m, ChannelSync) for m in event.messages):
+            return []  # an honest race: it opened the channel in a block we have not seen yet
+        reason = "message for an unknown channel"
+        return [NotifyFault(event.peer, UNKNOWN_CHANNEL_POINTS, reason)]
+    notes: list[Output] = [
+        NotifyRefused(event.peer, m.channel_id, m.nonce, m.code, m.reason, m.retryable)
+        for m in event.messages
+        if isinstance(m, Refused)
+    ]
+    return notes + _on_channel(state, event.channel_id, event.messages)
+
+
+# -- the user ------------------------------------------------------------------------------------
+
+
+def _send(state: NodeState, event: ActionSend) -> list[Output]:
+    """Start a spontaneous payment; it waits for admission to its channel (the next `Tick`:
+    payments arriving together are admitted together, their locks sharing one update)."""
+    return payer.start(
+        state,
+        request_id=event.request_id,
+        payee=event.payee,
+        amount=event.amount,
+        secrethash=SecretHash(sha256(event.secret)),
+        payload_secret=event.secret,
+        known_secret=event.secret,
+    )
+
+
+def _pay(state: NodeState, event: ActionPay) -> list[Output]:
+    invoice = event.invoice
+    secrethash = invoice.secrethash
+    refusal = None
+    if invoice.is_expired(state.now_ms):
+        refusal = "the invoice has expired"
+    elif invoice.amount == 0:
+        refusal = "the invoice asks for no amount"
+    elif secrethash in state.payments.outgoing:
+        refusal = "a payment of this invoice is already in progress"
+    elif secrethash in state.payments.paid_or_pending:
+        refusal = "this invoice was already paid (or a payment of it is pending)"
+    elif event.registered_block is not None or secrethash in state.registered:
+        refusal = "the invoice's secret is already public on chain: do not pay it"
+    if refusal is not None:
+        return [NotifyPaymentAdmitted(event.request_id, secrethash, refusal)]
+    return payer.start(
+        state,
+        request_id=event.request_id,
+        payee=invoice.payee,
+        amount=invoice.amount,
+        secrethash=secrethash,
+        payload_secret=None,
+        known_secret=None,
+        min_lock_timeout=invoice.min_final_lock_timeout,
+    )
+
+
+def _create_invoice(state: NodeState, event: ActionCreateInvoice) -> list[Output]:
+    if event.amount <= 0:
+        raise UserError("an invoice amount must be positive")
+    secrethash = SecretHash(sha256(event.secret))
+    invoice = Invoice(
+        state.chain_id,
+        state.us,
+        event.amount,
+        secrethash,
+        event.now_ms,
+        event.expiry_seconds,
+        state.config.reveal_timeout + 1,
+        event.description,
+        b"",
+    )
+    encoded = encode_invoice(state.identity, invoice)
+    record = InvoiceRecord(
+        secrethash, event.secret, event.amount, event.description, encoded, event.now_ms,
+        invoice.expires_at_ms(), "open",
+    )  # fmt: skip
+    state.payments.invoices[secrethash] = OpenInvoice(invoice, record)
+    return [PersistInvoice(record), NotifyInvoiceCreated(record)]
+
+
+def _track_channel(state: NodeState, event: ActionTrackChannel) -> list[Output]:
+    if event.channel_id in state.channels:
+        return []
+    channel = Channel(
+        state.chain_id,
+        event.channel_id,
+        state.us,
+        event.partner,
+        True,
+        event.settle_timeout,
+        state.config,
+    )
+    state.channels[channel.channel_id] = channel
+    return [PersistChannel(channel)]
+
+
+def _close_cooperatively(state: NodeState, event: ActionCloseCooperatively) -> list[Output]:
+    channel = _known_channel(state, event.channel_id)
+    if channel.partner not in state.online:
+        raise UserError("the partner is not connected: close with --force")
+    return _on_channel(state, event.channel_id, [machine.RequestCooperativeSettle()])
+
+
+def _force_close(state: NodeState, event: ActionForceClose) -> list[Output]:
+    _known_channel(state, event.channel_id)
+    return _on_channel(state, event.channel_id, [machine.ForceClose(event.cheat)])
+
+
+def _known_channel(state: NodeState, channel_id: ChannelId) -> Channel:
+    channel = state.channels.get(channel_id)
+    if channel is None:
+        raise UserError(f"unknown channel {channel_id.hex()}")
+    return channel
+
+
+# -- layer 1 -------------------------------------------------------------------------------------
+
+
+def _block(state: NodeState, event: ContractReceiveBlock) -> list[Output]:
+    """One block's contract events for every channel they touch, then the new height for every
+    channel with something left to do."""
+    state.height = event.height
+    outputs: list[Output] = []
+    for happened in event.events:
+        if isinstance(happened, SecretRegistered):
+            state.registered.setdefault(happened.secrethash, happened.block)
+            outputs.append(PersistSecret(happened.secrethash, happened.block))
+        elif isinstance(happened, ChannelOpened):
+            outputs += _channel_opened(state, happened)
+    for happened in event.events:
+        outputs += _chain_event(state, event, happened)
+    for channel_id, channel in list(state.channels.items()):
+        if channel.status != ChannelStatus.SETTLED or channel.settled_unlocks:
+            outputs += _on_channel(state, channel_id, [machine.BlockPassed()])
+    if event.checkpoint:
+        outputs.append(PersistProcessedBlock(event.height))
+    return outputs
+
+
+def _channel_opened(state: NodeState, event: ChannelOpened) -> list[Output]:
+    """A channel of ours on chain: track it (the partner's, or ours after a crash)."""
+    if state.us not in (event.participant_a, event.participant_b):
+        return []
+    if event.channel_id in state.channels:
+        return []
+    we_are_a = event.participant_a == state.us
+    partner = event.participant_b if we_are_a else event.participant_a
+    channel = Channel(
+        state.chain_id,
+        event.channel_id,
+        state.us,
+        partner,
+        we_are_a,
+        event.settle_timeout,
+        state.config,
+    )
+    state.channels[channel.channel_id] = channel
+    outputs: list[Output] = [PersistChannel(channel)]
+    if partner in state.online:
+        # The connection started before we knew the channel, so the opener's channel_sync found
+        # none here: send ours now, or the opener waits for it until it reconnects.
+        outputs += _on_channel(state, channel.channel_id, [machine.SendSync()])
+    return outputs
+
+
+def _chain_event(state: NodeState, block: ContractReceiveBlock, happened: Any) -> list[Output]:
+    if isinstance(happened, SecretRegistered):
+        outputs: list[Output] = []
+        for known in list(state.channels):
+            outputs += _on_channel(state, known, [happened])
+        return outputs
+    channel_id: ChannelId | None = getattr(happened, "channel_id", None)
+    if channel_id is None or channel_id not in state.channels:
+        return []
+    if isinstance(happened, ChannelSettled):
+        nonces = block.settled.get(channel_id)
+        if nonces is None:
+            return []  # layer 1 did not tell the nonces: the shell will feed it again
+        settled = machine.Settled(happened, nonces.nonce_a, nonces.nonce_b)
+        return _on_channel(state, channel_id, [settled])
+    return _on_channel(state, channel_id, [happened])
+
+
+# -- the clock -----------------------------------------------------------------------------------
+
+
+def _tick(state: NodeState, event: Tick) -> list[Output]:
+    """Admit the payments waiting for each channel (those started since the last tick, and
+    those waiting for a lock slot), and give up on those that waited too long."""
+    outputs = payer.expire_waiting(state)
+    for channel_id in list(state.payments.waiting):
+        if channel_id in state.channels:
+            outputs += _on_channel(state, channel_id, [], queue_only=True)
+    return outputs
+
+
+# -- one channel's step --------------------------------------------------------------------------
+
+
+def _on_channel(
+    state: NodeState, channel_id: ChannelId, events: Iterable[Any], *, queue_only: bool = False
+) -> list[Output]:
+    """Run events through a channel, let the payment machines decide on what happened to its
+    locks, admit waiting payments and sign the next updates. `queue_only`: the step only queues
+    work in memory unless an update gets signed (then nothing needs writing)."""
+    before = state.channels[channel_id]
+    context = machine.Context(state.identity, state.height, state.registered)
+    channel = before
+    reported: list[ChannelOutput] = []
+    for event in events:
+        channel, more = machine.transition(channel, event, context)
+        reported += more
+    outputs: list[Output] = []
+    channel = _absorb(state, channel, reported, outputs)
+    channel = _fill_window(state, channel, outputs)
+    state.channels[channel_id] = channel
+    signed = channel.ours.signed_nonce != before.ours.signed_nonce
+    if signed or (channel is not before and not queue_only):
+        outputs.insert(0, PersistChannel(channel))
+    return outputs
+
+
+def _absorb(
+    state: NodeState, channel: Channel, reported: list[ChannelOutput], outputs: list[Output]
+) -> Channel:
+    """Turn what a channel reported into the node's outputs, and into the payment machines'
+    decisions (which may add messages on the same channel)."""
+    partner = channel.partner
+    queue = list(reported)
+    while queue:
+        event = queue.pop(0)
+        if isinstance(event, Send):
+            outputs.append(SendMessage(partner, event.message))
+        elif isinstance(event, Fault):
+            outputs.append(NotifyFault(partner, event.points, event.reason, event.budgeted))
+        elif isinstance(event, SettleAnswered):
+            outputs.append(NotifySettleResponse(channel.channel_id, event.refusal))
+        elif isinstance(event, IncomingLocks):
+            channel, messages, records = payee.on_incoming_locks(state, channel, event.locks)
+            outputs += records
+            queue += messages
+        elif isinstance(event, IncomingUnlocked):
+            for held in event.locks:
+                outputs += payee.finished(state, held.secrethash, PayeeStatus.SUCCEEDED)
+        elif isinstance(event, IncomingRemoved):
+            for secrethash in event.secrethashes:
+                reason = "lock removed unpaid"
+                outputs += payee.finished(state, secrethash, PayeeStatus.FAILED, reason)
+        elif isinstance(event, SecretLearned):
+            outputs += payer.succeeded(state, event.secrethash, event.secret)
+        elif isinstance(event, OutgoingSettled):
+            for secrethash in event.secrethashes:
+                outputs += payer.succeeded(state, secrethash, None)
+        elif isinstance(event, OutgoingRemoved):
+            for secrethash in event.secrethashes:
+                outputs += payer.failed(state, secrethash, event.reason)
+        else:
+            outputs.append(event)  # a layer-1 duty
+    return channel
+
+
+def _fill_window(state: NodeState, channel: Channel, outputs: list[Output]) -> Channel:
+    """Fail queued payments a channel can no longer take, admit those waiting for it, and sign
+    updates while the window of updates in flight has room: one disk sync for all of them."""
+    if channel.ours.queued_locks and not channel.takes_new_transfers:
+        channel, failed = payer.fail_queued(state, channel, f"channel is {channel.status}")
+        outputs += failed
+    if state.payments.waiting.get(channel.channel_id):
+        channel, admitted = payer.admit(state, channel)
+        outputs += admitted
+    while True:
+        channel, update = channel_send.next_update(channel, state.identity)
+        if update is None:
+            return channel
+        outputs.append(SendMessage(channel.partner, update))
+        if isinstance(update, LockedTransfer):
+            outputs += payer.on_signed(state, update.locks)
+
+
+_HANDLERS: dict[type, Callable[[NodeState, Any], list[Output]]] = {
+    ReceivePeerConnected: _peer_connected,
+    ReceivePeerDisconnected: _peer_disconnected,
+    ReceiveChannelMessages: _messages,
+    ActionSend: _send,
+    ActionPay: _pay,
+    ActionCreateInvoice: _create_invoice,
+    ActionTrackChannel: _track_channel,
+    ActionCloseCooperatively: _close_cooperatively,
+    ActionForceClose: _force_close,
+    ContractReceiveBlock: _block,
+    Tick: _tick,
+}

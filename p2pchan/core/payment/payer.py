@@ -1,0 +1,234 @@
+"""The payer's machine: start a payment, admit it to its channel, and follow its lock to the
+end (`state.PayerStatus`).
+
+A payment becomes a lock on our channel with the payee. It waits (unsigned: nothing is promised)
+for a free lock slot, at most `ADMISSION_TIMEOUT_MS`; then it is queued for the channel's next
+update, which many payments share (one signature, one disk sync); its record is written with the
+update that first carries its lock. It succeeds when the payee reveals the secret and fails only
+once its lock can no longer be claimed. A payment refused before anything was signed fails at
+once, and is recorded with its reason all the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from p2pchan.core.channel import send as channel_send
+from p2pchan.core.channel.state import Channel
+from p2pchan.core.outputs import (
+    NotifyPaymentAdmitted,
+    NotifyPaymentFinal,
+    Output,
+    PersistPayment,
+    PersistPaymentOutcome,
+)
+from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord
+from p2pchan.core.payment.state import Payer, PayerStatus
+from p2pchan.core.state import NodeState
+from p2pchan.core.timing import payer_lock_timeout, too_late_to_send
+from p2pchan.errors import LocalProtocolError
+from p2pchan.types import Address, ChannelId, Secret, SecretHash, short_hex
+from p2pchan.wire.hop_payload import PAYLOAD_VERSION, HopPayload
+from p2pchan.wire.locks import HeldLock, Lock
+
+ADMISSION_TIMEOUT_MS = 60_000  # a payment may wait this long for a free lock slot
+
+
+def start(
+    state: NodeState,
+    *,
+    request_id: int,
+    payee: Address,
+    amount: int,
+    secrethash: SecretHash,
+    payload_secret: Secret | None,
+    known_secret: Secret | None,
+    min_lock_timeout: int = 0,
+) -> list[Output]:
+    """A new payment: refused at once (and recorded) if it cannot go out, else waiting for
+    admission to its channel (`admit`)."""
+    payments = state.payments
+    if secrethash in payments.outgoing:
+        reason = "a payment with this payment hash is already in progress"
+        return [NotifyPaymentAdmitted(request_id, secrethash, reason)]
+    if secrethash in payments.paid_or_pending:
+        reason = "a payment with this payment hash was already paid (or is pending)"
+        return [NotifyPaymentAdmitted(request_id, secrethash, reason)]
+    channel = state.channel_with(payee)
+    channel_id = ChannelId(b"") if channel is None else channel.channel_id
+    refusal = _refusal(state, channel, payee, amount)
+    timeout = None
+    if refusal is None and channel is not None:
+        timeout = payer_lock_timeout(channel.lock_window, min_lock_timeout)
+        if timeout is None:
+            refusal = f"the invoice wants a lock timeout of {min_lock_timeout} blocks"
+    record = PaymentRecord(
+        secrethash, "out", payee, channel_id, amount, 0, "pending", known_secret,
+        state.now_ms, None, "",
+    )  # fmt: skip
+    if refusal is not None or channel is None or timeout is None:
+        return _refused(request_id, record, refusal or "no usable channel", state.now_ms)
+    expiration = state.height + timeout
+    payload = HopPayload(PAYLOAD_VERSION, amount, expiration, payload_secret).encode()
+    held = HeldLock(Lock(amount, expiration, secrethash), payload)
+    payments.outgoing[secrethash] = Payer(record, held, request_id=request_id)
+    payments.waiting.setdefault(channel.channel_id, []).append(secrethash)
+    return []
+
+
+def _refusal(state: NodeState, channel: Channel | None, payee: Address, amount: int) -> str | None:
+    if payee == state.us:
+        return "cannot pay ourselves"
+    if amount <= 0:
+        return "the amount must be positive"
+    if channel is None or not channel.takes_new_transfers:
+        return f"no usable channel with {short_hex(payee)}"
+    if payee not in state.online:
+        return f"peer {short_hex(payee)} is offline: nothing was sent"
+    return None
+
+
+def admit(state: NodeState, channel: Channel) -> tuple[Channel, list[Output]]:
+    """Queue the payments waiting for this channel, in order, as far as it can take them now.
+    A payment that waited while blocks passed may be too close to its expiry now; one that finds
+    every lock slot taken waits on, at most `ADMISSION_TIMEOUT_MS`."""
+    payments = state.payments
+    hashes = payments.waiting.pop(channel.channel_id, None)
+    if not hashes:
+        return channel, []
+    waiting = [payments.outgoing[h] for h in hashes if h in payments.outgoing]
+    locks = {payer.record.payment_hash: _held(payer) for payer in waiting}
+    reveal = channel.config.reveal_timeout
+    last_useful = state.height + reveal
+    reasons: dict[SecretHash, str] = {
+        secrethash: f"waited too long: the lock would expire by block {last_useful}"
+        for secrethash, held in locks.items()
+        if too_late_to_send(held.lock.expiration_block, state.height, reveal)
+    }
+    fresh = [held for secrethash, held in locks.items() if secrethash not in reasons]
+    channel, refused, still = channel_send.queue_some(channel, fresh)
+    reasons.update((held.secrethash, reason) for held, reason in refused)
+    still_waiting = {held.secrethash for held in still}
+    oldest_allowed = state.now_ms - ADMISSION_TIMEOUT_MS
+    outputs: list[Output] = []
+    left: list[SecretHash] = []
+    for payer in waiting:
+        secrethash = payer.record.payment_hash
+        if secrethash in still_waiting:
+            if payer.record.created_ms >= oldest_allowed:
+                left.append(secrethash)
+                continue
+            reasons[secrethash] = f"no free lock slot for {ADMISSION_TIMEOUT_MS // 1000} s"
+        reason = reasons.get(secrethash)
+        if reason is not None:
+            del payments.outgoing[secrethash]
+            outputs += _refused(payer.request_id, payer.record, reason, state.now_ms)
+        else:
+            payments.outgoing[secrethash] = payer.moved_to(PayerStatus.QUEUED)
+            outputs.append(NotifyPaymentAdmitted(payer.request_id, secrethash, None))
+    if left:
+        payments.waiting[channel.channel_id] = left
+    return channel, outputs
+
+
+def expire_waiting(state: NodeState) -> list[Output]:
+    """Payments that waited too long for a lock slot give up (on a `Tick`)."""
+    outputs: list[Output] = []
+    oldest_allowed = state.now_ms - ADMISSION_TIMEOUT_MS
+    reason = f"no free lock slot for {ADMISSION_TIMEOUT_MS // 1000} s"
+    for channel_id, hashes in list(state.payments.waiting.items()):
+        kept = []
+        for secrethash in hashes:
+            payer = state.payments.outgoing.get(secrethash)
+            if payer is None:
+                continue
+            if payer.record.created_ms >= oldest_allowed:
+                kept.append(secrethash)
+                continue
+            del state.payments.outgoing[secrethash]
+            outputs += _refused(payer.request_id, payer.record, reason, state.now_ms)
+        if kept:
+            state.payments.waiting[channel_id] = kept
+        else:
+            del state.payments.waiting[channel_id]
+    return outputs
+
+
+def on_signed(state: NodeState, locks: tuple[HeldLock, ...]) -> list[Output]:
+    """Our new locks were signed into an update: their payments are promised now, and their
+    records are written with that update."""
+    payments = state.payments
+    outputs: list[Output] = []
+    for held in locks:
+        payer = payments.outgoing.get(held.secrethash)
+        if payer is not None and payer.status == PayerStatus.QUEUED:
+            payments.outgoing[held.secrethash] = payer.moved_to(PayerStatus.LOCKED)
+            payments.paid_or_pending.add(held.secrethash)
+            outputs.append(PersistPayment(payer.record))
+    return outputs
+
+
+def succeeded(state: NodeState, secrethash: SecretHash, secret: Secret | None) -> list[Output]:
+    """The payee took the payment: we know its secret (proof of payment), or the chain paid
+    its lock to the payee."""
+    payer = state.payments.outgoing.pop(secrethash, None)
+    if payer is None:
+        return []  # final already (a later report of the same outcome changes nothing)
+    payer = payer.moved_to(PayerStatus.SUCCEEDED)
+    proof = secret if secret is not None else payer.record.secret
+    return _final(payer.record, "succeeded", proof, "", state.now_ms)
+
+
+def failed(state: NodeState, secrethash: SecretHash, reason: str) -> list[Output]:
+    """The payment's lock can no longer be claimed (or it was never signed)."""
+    payments = state.payments
+    payer = payments.outgoing.pop(secrethash, None)
+    if payer is None:
+        return []
+    payments.paid_or_pending.discard(secrethash)  # it may be paid again
+    if not payer.signed:
+        return _refused(payer.request_id, payer.record, reason, state.now_ms)
+    payer.moved_to(PayerStatus.FAILED)
+    return _final(payer.record, "failed", None, reason, state.now_ms)
+
+
+def fail_queued(state: NodeState, channel: Channel, reason: str) -> tuple[Channel, list[Output]]:
+    """The channel can no longer take new locks: the payments queued for it, never signed,
+    fail now."""
+    queued = channel.ours.queued_locks
+    if not queued:
+        return channel, []
+    channel = replace(channel, ours=replace(channel.ours, queued_locks=()))
+    outputs: list[Output] = []
+    for held in queued:
+        outputs += failed(state, held.secrethash, reason)
+    return channel, outputs
+
+
+def _held(payer: Payer) -> HeldLock:
+    if payer.held is None:
+        raise LocalProtocolError("a payment waiting for admission has no lock")
+    return payer.held
+
+
+def _refused(request_id: int, record: PaymentRecord, reason: str, now_ms: int) -> list[Output]:
+    """A payment that failed before anything was signed: recorded, with its reason."""
+    return [
+        NotifyPaymentAdmitted(request_id, record.payment_hash, reason),
+        PersistPayment(record),
+        *_final(record, "failed", None, reason, now_ms),
+    ]
+
+
+def _final(
+    record: PaymentRecord, status: str, secret: Secret | None, error: str, now_ms: int
+) -> list[Output]:
+    outcome = PaymentOutcome(record.payment_hash, "out", status, secret, now_ms, error)
+    final = replace(
+        record,
+        status=status,
+        secret=secret if secret is not None else record.secret,
+        finished_ms=now_ms,
+        error=error,
+    )
+    return [PersistPaymentOutcome(outcome), NotifyPaymentFinal(final)]

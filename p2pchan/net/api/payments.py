@@ -1,0 +1,257 @@
+"""The RPC methods about payments: send, pay, decode, invoice, payments, invoices (and, on --dev
+nodes, the payment load generator of the benchmark).
+
+`send` and `pay` wait until the payment is final (the payee revealed the secret: succeeded; its
+lock can no longer be claimed: failed), or return `pending` when the call's timeout runs out:
+never `failed` while a lock of it can still be claimed. A payment refused before anything was
+signed (no usable channel, the peer offline) fails the call with its reason, and is recorded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import statistics
+import time
+from typing import Any
+
+import trio
+
+from p2pchan.core.inputs import ActionCreateInvoice, ActionPay, ActionSend
+from p2pchan.core.invoice import DEFAULT_EXPIRY_SECONDS, Invoice, decode_invoice
+from p2pchan.core.outputs import NotifyInvoiceCreated
+from p2pchan.core.payment.records import PAYMENT_STATUSES, PaymentRecord
+from p2pchan.errors import ChainError, UserError
+from p2pchan.net.api.context import NodeContext
+from p2pchan.net.api.params import address, amount
+from p2pchan.net.driver import Driver, PaymentWaiter, now_ms
+from p2pchan.net.rpc import RpcParamError, RpcServer, param, parsed_param
+from p2pchan.storage.node_store import list_invoices, list_payments
+from p2pchan.types import Address, Secret
+
+
+def register(rpc: RpcServer, node: NodeContext) -> None:
+    driver = node.driver
+
+    def check_invoice(text: str) -> Invoice:
+        """Decode an invoice for this network and refuse it if it has expired."""
+        invoice = decode_invoice(text, driver.state.chain_id)
+        if invoice.is_expired(now_ms()):
+            expired = datetime.datetime.fromtimestamp(invoice.expires_at_ms() / 1000, datetime.UTC)
+            raise UserError(f"the invoice has expired (at {expired:%Y-%m-%d %H:%M:%S} UTC)")
+        return invoice
+
+    async def send(params: dict[str, Any]) -> dict[str, Any]:
+        payee = parsed_param(params, "node_id", address)
+        value = amount(params, "amount")
+        waiter = await start_send(driver, payee, value)
+        return await final_or_pending(driver, waiter, param(params, "timeout", float, default=None))
+
+    async def pay(params: dict[str, Any]) -> dict[str, Any]:
+        invoice = check_invoice(param(params, "invoice", str))
+        known = driver.state.registered.get(invoice.secrethash)
+        try:
+            on_chain = (
+                known if known is not None else await node.link.secret_block(invoice.secrethash)
+            )
+        except ChainError:
+            on_chain = None  # layer 1 unreachable: our own view of it still counts
+        request_id, waiter = driver.new_payment()
+        await driver.submit_payment(ActionPay(request_id, invoice, on_chain, now_ms()))
+        await _admitted(waiter)
+        return await final_or_pending(driver, waiter, param(params, "timeout", float, default=None))
+
+    async def decode(params: dict[str, Any]) -> dict[str, Any]:
+        invoice = check_invoice(param(params, "invoice", str))
+        return {
+            "payee": invoice.payee.hex(),
+            "amount": invoice.amount,
+            "payment_hash": invoice.secrethash.hex(),
+            "description": invoice.description,
+            "created_ms": invoice.timestamp_ms,
+            "expiry_seconds": invoice.expiry_seconds,
+            "expires_ms": invoice.expires_at_ms(),
+            "min_final_lock_timeout": invoice.min_final_lock_timeout,
+            "route_hints": [invoice.route_hints.hex()] if invoice.route_hints else [],
+        }
+
+    async def invoice(params: dict[str, Any]) -> dict[str, Any]:
+        value = amount(params, "amount")
+        description = param(params, "description", str, default="")
+        expiry = param(params, "expiry", int, default=None)
+        if expiry is not None and not 0 < expiry < 2**32:
+            raise RpcParamError("expiry must be a positive number of seconds")
+        if len(description) > 640:
+            raise RpcParamError("the description is at most 640 characters")
+        secret = Secret(os.urandom(32))
+        action = ActionCreateInvoice(
+            value, description, expiry or DEFAULT_EXPIRY_SECONDS, secret, now_ms()
+        )
+        outputs = await driver.step([action])
+        [created] = [o.record for o in outputs if isinstance(o, NotifyInvoiceCreated)]
+        return {
+            "invoice": created.encoded,
+            "payment_hash": created.payment_hash.hex(),
+            "amount": created.amount,
+            "expires_ms": created.expires_ms,
+        }
+
+    async def payments(params: dict[str, Any]) -> list[dict[str, Any]]:
+        prefix = param(params, "payment_hash", str, default=None)
+        if prefix is not None:
+            prefix = prefix.lower()
+            if not prefix or len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
+                raise RpcParamError("payment_hash must be hex (a whole hash or its start)")
+        status = param(params, "status", str, default=None)
+        if status is not None and status not in PAYMENT_STATUSES:
+            raise RpcParamError(f"status must be one of {', '.join(PAYMENT_STATUSES)}")
+        records = await driver.database.run(list_payments)
+        if prefix is not None:
+            records = [r for r in records if r.payment_hash.hex().startswith(prefix)]
+        if status is not None:
+            records = [r for r in records if r.status == status]
+        return [payment_json(record) for record in records]
+
+    async def invoices(params: dict[str, Any]) -> list[dict[str, Any]]:
+        records = await driver.database.run(list_invoices)
+        now = now_ms()
+        return [
+            {
+                "payment_hash": r.payment_hash.hex(),
+                "amount": r.amount,
+                "fee": 0,
+                "status": "expired" if r.status == "open" and now >= r.expires_ms else r.status,
+                "description": r.description,
+                "invoice": r.encoded,
+                "expires_ms": r.expires_ms,
+            }
+            for r in records
+        ]
+
+    async def debug_send_many(params: dict[str, Any]) -> dict[str, Any]:
+        """Dev nodes only: COUNT spontaneous payments of AMOUNT to a peer, CONCURRENCY at a
+        time, through the same path as `send`; latency measured per payment in the node."""
+        if not node.config.dev:
+            raise UserError("debug_send_many needs a node started with --dev")
+        payee = parsed_param(params, "node_id", address)
+        value = amount(params, "amount")
+        count = param(params, "count", int)
+        concurrency = param(params, "concurrency", int, default=100)
+        with_latencies = param(params, "latencies", bool, default=False)
+        latencies: list[float] = []
+        outcomes = {"succeeded": 0, "failed": 0, "pending": 0}
+        next_index = 0
+
+        async def worker() -> None:
+            nonlocal next_index
+            while next_index < count:
+                next_index += 1
+                started = time.perf_counter()
+                try:
+                    waiter = await start_send(driver, payee, value)
+                    await waiter.done.wait()
+                    assert waiter.final is not None
+                    outcomes[waiter.final.status] += 1
+                except UserError:
+                    outcomes["failed"] += 1
+                latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(max(1, min(concurrency, count))):
+                nursery.start_soon(worker)
+        seconds = time.perf_counter() - began
+        latencies.sort()
+        return {
+            "count": count,
+            **outcomes,
+            "seconds": seconds,
+            "payments_per_s": count / seconds if seconds else None,
+            "p50_ms": statistics.median(latencies) * 1000 if latencies else None,
+            "p99_ms": latencies[max(int(len(latencies) * 0.99) - 1, 0)] * 1000
+            if latencies
+            else None,
+            "latencies_ms": [round(x * 1000, 3) for x in latencies] if with_latencies else None,
+        }
+
+    for name, handler in (
+        ("send", send),
+        ("pay", pay),
+        ("decode", decode),
+        ("invoice", invoice),
+        ("payments", payments),
+        ("invoices", invoices),
+        ("debug_send_many", debug_send_many),
+    ):
+        rpc.register(name, handler)
+
+
+async def start_send(driver: Driver, payee: Address, value: int) -> PaymentWaiter:
+    """Start a spontaneous payment (the payee finds the secret in its payload); return once
+    it is queued on its channel, or raise why it was refused."""
+    request_id, waiter = driver.new_payment()
+    secret = Secret(os.urandom(32))
+    await driver.submit_payment(ActionSend(request_id, payee, value, secret, now_ms()))
+    await _admitted(waiter)
+    return waiter
+
+
+async def _admitted(waiter: PaymentWaiter) -> None:
+    await waiter.admitted.wait()
+    if waiter.refusal is not None:
+        raise UserError(waiter.refusal)
+
+
+async def final_or_pending(
+    driver: Driver, waiter: PaymentWaiter, seconds: float | None
+) -> dict[str, Any]:
+    """The `send`/`pay` result once final, or `pending` after `seconds` (if given)."""
+    with trio.move_on_after(seconds if seconds is not None else float("inf")):
+        await waiter.done.wait()
+    if waiter.final is not None:
+        return payment_result(waiter.final, now_ms())
+    assert waiter.payment_hash is not None
+    live = driver.state.payments.outgoing.get(waiter.payment_hash)
+    if live is None:  # final meanwhile: its waiter was woken after our timeout
+        await waiter.done.wait()
+        assert waiter.final is not None
+        return payment_result(waiter.final, now_ms())
+    return payment_result(live.record, now_ms())
+
+
+def payment_result(record: PaymentRecord, now: int) -> dict[str, Any]:
+    """The `send`/`pay` result document (a contract of the CLI)."""
+    finished = record.finished_ms or now
+    return {
+        "status": record.status,
+        "payment_hash": record.payment_hash.hex(),
+        "preimage": record.secret.hex() if record.secret and record.status == "succeeded" else None,
+        "amount": record.amount,
+        "fee": record.fee,
+        "route": [
+            {
+                "node_id": record.peer.hex(),
+                "channel_id": record.channel_id.hex(),
+                "amount": record.amount,
+                "fee": 0,
+            }
+        ],
+        "duration_ms": max(finished - record.created_ms, 0),
+        "error": record.error or None,
+    }
+
+
+def payment_json(record: PaymentRecord) -> dict[str, Any]:
+    """A payment as `payments` lists it."""
+    return {
+        "payment_hash": record.payment_hash.hex(),
+        "direction": record.direction,
+        "peer": record.peer.hex(),
+        "channel_id": record.channel_id.hex() or None,  # none: refused before any channel
+        "amount": record.amount,
+        "fee": record.fee,
+        "status": record.status,
+        "created_ms": record.created_ms,
+        "finished_ms": record.finished_ms,
+        "error": record.error,
+    }

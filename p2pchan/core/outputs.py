@@ -151,10 +151,12 @@ class NotifyPaymentAdmitted:
 
 @dataclass(frozen=True, slots=True)
 class NotifyPaymentFinal:
-    """A payment became final (its record is durable): succeeded (with the secret, the proof
-    of payment) or failed (with the reason)."""
+    """A payment became final (durably): succeeded (with the secret, the proof of payment) or
+    failed (with the reason). `record` is as it was while pending; `outcome` makes it final
+    (`payment.records.made_final` joins them, if anyone needs the two as one)."""
 
     record: PaymentRecord
+    outcome: PaymentOutcome
 
 
 @dataclass(frozen=True, slots=True)

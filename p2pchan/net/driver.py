@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 import trio
@@ -38,9 +39,15 @@ from p2pchan.core.outputs import (
     NotifyRefused,
     NotifySettleResponse,
     Output,
+    PersistChannel,
+    PersistInvoice,
+    PersistPayment,
+    PersistPaymentOutcome,
+    PersistProcessedBlock,
+    PersistSecret,
     SendMessage,
 )
-from p2pchan.core.payment.records import PaymentRecord
+from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord, made_final
 from p2pchan.core.state import NodeState
 from p2pchan.errors import LocalProtocolError
 from p2pchan.net.chain_actions import ChainActions
@@ -53,13 +60,27 @@ from p2pchan.types import Address, ChannelId, SecretHash
 log = structlog.get_logger(__name__)
 
 TICK_SECONDS = 1.0  # how often payments waiting for a lock slot are checked for their timeout
-_CONTRACT_SENDS = (
-    ContractSendRegisterSecret,
-    ContractSendClose,
-    ContractSendUpdate,
-    ContractSendSettle,
-    ContractSendUnlock,
-    ContractSendCooperativeSettle,
+# New payments started in one step, at most: a step holds up every other (a few ms per 200).
+PAYMENTS_PER_STEP = 1000
+_CONTRACT_SENDS = frozenset(
+    {
+        ContractSendRegisterSecret,
+        ContractSendClose,
+        ContractSendUpdate,
+        ContractSendSettle,
+        ContractSendUnlock,
+        ContractSendCooperativeSettle,
+    }
+)
+_PERSISTED = frozenset(
+    {
+        PersistChannel,
+        PersistPayment,
+        PersistPaymentOutcome,
+        PersistInvoice,
+        PersistSecret,
+        PersistProcessedBlock,
+    }
 )
 
 
@@ -69,13 +90,21 @@ def now_ms() -> int:
 
 @dataclass
 class PaymentWaiter:
-    """A caller waiting for one payment: first whether it was admitted, then its end."""
+    """A caller waiting for one payment: `done` is set once it is refused before anything
+    was signed (`refusal`) or once it is final (`outcome`). One event per payment: waking the
+    caller at admission too cost a task switch per payment, measured on `bench channel`."""
 
-    admitted: trio.Event = field(default_factory=trio.Event)
-    refusal: str | None = None
+    payment_hash: SecretHash
     done: trio.Event = field(default_factory=trio.Event)
-    final: PaymentRecord | None = None
-    payment_hash: SecretHash | None = None
+    refusal: str | None = None
+    record: PaymentRecord | None = None  # as it was while pending
+    outcome: PaymentOutcome | None = None
+
+    @property
+    def final(self) -> PaymentRecord | None:
+        if self.record is None or self.outcome is None:
+            return None
+        return made_final(self.record, self.outcome)
 
 
 class Driver:
@@ -101,7 +130,18 @@ class Driver:
         self._settle_replies: dict[ChannelId, str | None] = {}
         self._queued: list[Input] = []
         self._draining = False
+        self._urgent = 0  # steps other than new payments waiting or running
+        self._admission_due = False  # waiting payments may find free slots now
+        self._urgent_done = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._logged = False
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            NotifyPaymentFinal: self._final,
+            NotifyPaymentAdmitted: self._admitted,
+            NotifySettleResponse: self._settle_response,
+            NotifyRefused: self._refused,
+            **{duty: self._duty for duty in _CONTRACT_SENDS},
+        }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host the payment batches and the clock until cancelled."""
@@ -114,9 +154,34 @@ class Driver:
 
     # -- the step ----------------------------------------------------------------------------
 
-    async def step(self, inputs: Sequence[Input]) -> list[Output]:
+    async def step(self, inputs: Sequence[Input], *, urgent: bool = True) -> list[Output]:
         """Transition, persist, carry out. A `UserError` from an input (a refused action) comes
-        back to the caller after the step's earlier inputs took effect."""
+        back to the caller after the step's earlier inputs took effect.
+
+        New payments (`urgent=False`) wait while anything else waits for a step: a peer's
+        messages and layer-1 blocks move payments already promised, so they go first (measured:
+        a batch of 500 new payments ahead of an ack added 10 ms to every payment's round trip in
+        `bench channel`)."""
+        if urgent:
+            self._urgent += 1
+        else:
+            while self._urgent:
+                await self._urgent_done.wait()
+        try:
+            outputs = await self._step(inputs)
+        finally:
+            if urgent:
+                self._urgent -= 1
+                if not self._urgent:
+                    self._urgent_done.set()
+                    self._urgent_done = trio.Event()
+        if urgent and self.state.payments.waiting:
+            # Slots may have freed up: admit the waiting payments, in a step of their own.
+            self._admission_due = True
+            self._start_draining()
+        return outputs
+
+    async def _step(self, inputs: Sequence[Input]) -> list[Output]:
         async with self._lock:
             outputs: list[Output] = []
             try:
@@ -124,11 +189,24 @@ class Driver:
                     _, more = transition(self.state, event)
                     outputs += more
             finally:
-                batch = StoreBatch.of(outputs)
-                if batch:
+                # One pass sorts the outputs, a few per payment, by type (measured on the hot
+                # path of `bench channel`: no isinstance chains, no second pass).
+                persist: list[Output] = []
+                sends: list[SendMessage] = []
+                notes: list[Any] = []
+                for output in outputs:
+                    kind = type(output)
+                    if kind in _PERSISTED:
+                        persist.append(output)
+                    elif kind is SendMessage:
+                        sends.append(output)  # type: ignore[arg-type]
+                    else:
+                        notes.append(output)
+                if persist:
+                    batch = StoreBatch.of(persist)
                     await self.database.run(lambda connection: self.tables.write(connection, batch))
-        self._notify(outputs)
-        await self._carry_out(outputs)
+        self._notify(notes)
+        await self._send(sends)
         return outputs
 
     def note(self, event: Input) -> None:
@@ -140,78 +218,95 @@ class Driver:
 
     async def submit_payment(self, action: ActionSend | ActionPay) -> None:
         """Queue a payment action for the next batch (the caller waits on its `PaymentWaiter`)."""
+        assert self._nursery is not None, "Driver.run is not running"
         self._queued.append(action)
-        if not self._draining:
-            assert self._nursery is not None, "Driver.run is not running"
+        self._start_draining()
+
+    def _start_draining(self) -> None:
+        if not self._draining and self._nursery is not None:
             self._draining = True
             self._nursery.start_soon(self._drain)
 
     async def _drain(self) -> None:
+        """New payments, and admissions of waiting ones, in steps that give way to others."""
         try:
-            while self._queued:
-                batch, self._queued = self._queued, []
-                await self.step([*batch, Tick(now_ms())])  # the tick admits them together
+            while self._queued or self._admission_due:
+                batch = self._queued[:PAYMENTS_PER_STEP]
+                del self._queued[:PAYMENTS_PER_STEP]
+                self._admission_due = False
+                # The tick admits them together: their locks share the channel's next update.
+                await self.step([*batch, Tick(now_ms())], urgent=False)
         finally:
             # No checkpoint since the last check: nobody can have queued unseen.
             self._draining = False
 
-    def new_payment(self) -> tuple[int, PaymentWaiter]:
+    def new_payment(self, payment_hash: SecretHash) -> tuple[int, PaymentWaiter]:
         """A request id for a payment action, and the waiter its notifications reach."""
         request_id = next(self._request_ids)
-        waiter = self._admissions[request_id] = PaymentWaiter()
+        waiter = self._admissions[request_id] = PaymentWaiter(payment_hash)
         return request_id, waiter
 
     # -- after the write ---------------------------------------------------------------------
 
-    def _notify(self, outputs: list[Output]) -> None:
-        logged = log.is_enabled_for(logging.INFO)  # once a step, not per payment
-        for output in outputs:
-            if isinstance(output, NotifyPaymentAdmitted):
-                waiter = self._admissions.pop(output.request_id, None)
-                if waiter is not None:
-                    waiter.refusal, waiter.payment_hash = output.refusal, output.payment_hash
-                    if output.refusal is None:
-                        self._finals[output.payment_hash] = waiter
-                    waiter.admitted.set()
-            elif isinstance(output, NotifyPaymentFinal):
-                record = output.record
-                waiter = self._finals.pop(record.payment_hash, None)
-                if waiter is not None:
-                    waiter.final = record
-                    waiter.done.set()
-                if logged:
-                    _log_final(record)
-            elif isinstance(output, NotifySettleResponse):
-                self._settle_replies[output.channel_id] = output.refusal
-            elif isinstance(output, NotifyRefused):
-                log.info(
-                    "update_refused",
-                    channel=output.channel_id.hex(),
-                    nonce=output.nonce,
-                    code=output.code,
-                    reason=output.reason,
-                    retryable=output.retryable,
-                )
+    def _notify(self, notes: list[Any]) -> None:
+        """Wake whoever waits for what the step did (it is durable now); hand layer-1 duties
+        to `ChainActions`; log what a user wants to see."""
+        self._logged = log.is_enabled_for(logging.INFO)  # once a step, not per payment
+        handlers = self._handlers
+        for note in notes:
+            handler = handlers.get(type(note))
+            if handler is not None:
+                handler(note)
         self._changed.set()
         self._changed = trio.Event()
 
-    async def _carry_out(self, outputs: list[Output]) -> None:
+    def _final(self, note: NotifyPaymentFinal) -> None:
+        waiter = self._finals.pop(note.record.payment_hash, None)
+        if waiter is not None:
+            waiter.record, waiter.outcome = note.record, note.outcome
+            waiter.done.set()
+        if self._logged:
+            _log_final(note.record, note.outcome)
+
+    def _admitted(self, note: NotifyPaymentAdmitted) -> None:
+        waiter = self._admissions.pop(note.request_id, None)
+        if waiter is None:
+            return  # a restarted payment, or one refused after its admission
+        if note.refusal is None:
+            self._finals[note.payment_hash] = waiter
+        else:
+            waiter.refusal = note.refusal
+            waiter.done.set()
+
+    def _settle_response(self, note: NotifySettleResponse) -> None:
+        self._settle_replies[note.channel_id] = note.refusal
+
+    def _refused(self, note: NotifyRefused) -> None:
+        log.info(
+            "update_refused",
+            channel=note.channel_id.hex(),
+            nonce=note.nonce,
+            code=note.code,
+            reason=note.reason,
+            retryable=note.retryable,
+        )
+
+    def _duty(self, duty: ContractSend) -> None:
+        self.actions.request(duty)
+
+    async def _send(self, sends: list[SendMessage]) -> None:
         sessions: dict[Address, PeerSession | None] = {}
-        for output in outputs:
-            if isinstance(output, SendMessage):
-                peer = output.peer
-                session = sessions[peer] if peer in sessions else self._session_of(peer)
-                sessions[peer] = session
-                if session is None:
-                    continue  # the re-sync after reconnecting sends it again
-                for message in self.attacks.outgoing(output.message):
-                    try:
-                        await session.send(message)
-                    except trio.ClosedResourceError:
-                        sessions[peer] = None
-            elif isinstance(output, _CONTRACT_SENDS):
-                duty: ContractSend = output
-                self.actions.request(duty)
+        for output in sends:
+            peer = output.peer
+            session = sessions[peer] if peer in sessions else self._session_of(peer)
+            sessions[peer] = session
+            if session is None:
+                continue  # the re-sync after reconnecting sends it again
+            for message in self.attacks.outgoing(output.message):
+                try:
+                    await session.send(message)
+                except trio.ClosedResourceError:
+                    sessions[peer] = None
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -233,15 +328,15 @@ def faults_of(outputs: list[Output]) -> list[NotifyFault]:
     return [output for output in outputs if isinstance(output, NotifyFault)]
 
 
-def _log_final(record: PaymentRecord) -> None:
+def _log_final(record: PaymentRecord, outcome: PaymentOutcome) -> None:
     """One info line per payment that became final (its record is on disk already)."""
     fields = {
         "payment_hash": record.payment_hash.hex(),
         "peer": record.peer.hex(),
         "amount": record.amount,
     }
-    if record.status == "failed":
-        log.info("payment_failed", direction=record.direction, reason=record.error, **fields)
+    if outcome.status == "failed":
+        log.info("payment_failed", direction=record.direction, reason=outcome.error, **fields)
     elif record.direction == "out":
         log.info("payment_sent", **fields)
     else:

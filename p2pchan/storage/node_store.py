@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 from p2pchan.core.channel.state import Channel, ChannelConfig
 from p2pchan.core.invoice import decode_invoice
 from p2pchan.core.outputs import (
-    Output,
     PersistChannel,
     PersistInvoice,
     PersistPayment,
@@ -49,22 +49,23 @@ class StoreBatch:
     processed_block: int | None = None
 
     @classmethod
-    def of(cls, outputs: Iterable[Output]) -> StoreBatch:
+    def of(cls, outputs: Iterable[Any]) -> StoreBatch:
         """What a step's `Persist*` outputs write (the newest state of each channel)."""
         batch = cls()
         for output in outputs:
-            if isinstance(output, PersistChannel):
-                batch.channels[output.channel.channel_id] = output.channel
-            elif isinstance(output, PersistPayment):
+            kind = type(output)  # payment records first: a few per payment
+            if kind is PersistPaymentOutcome:
+                batch.outcomes.append(output.outcome)
+            elif kind is PersistPayment:
                 record = output.record
                 batch.payments[(record.payment_hash, record.direction)] = record
-            elif isinstance(output, PersistPaymentOutcome):
-                batch.outcomes.append(output.outcome)
-            elif isinstance(output, PersistInvoice):
+            elif kind is PersistChannel:
+                batch.channels[output.channel.channel_id] = output.channel
+            elif kind is PersistInvoice:
                 batch.invoices[output.record.payment_hash] = output.record
-            elif isinstance(output, PersistSecret):
+            elif kind is PersistSecret:
                 batch.secrets[output.secrethash] = output.block
-            elif isinstance(output, PersistProcessedBlock):
+            elif kind is PersistProcessedBlock:
                 batch.processed_block = output.height
         return batch
 
@@ -207,8 +208,7 @@ def fold_payments(connection: sqlite3.Connection) -> dict[tuple[SecretHash, str]
         elif record is None:
             continue  # an outcome of a payment never recorded (nothing to show)
         elif record.status == "pending" and status != "pending":
-            payments[key] = replace(
-                record,
+            payments[key] = record._replace(
                 status=status,
                 secret=record.secret if secret is None else Secret(bytes(secret)),
                 finished_ms=at,

@@ -126,11 +126,10 @@ async def test_a_payment_is_stored_with_its_signed_update_before_it_goes_out(set
                 )
 
         setup.session.on_send = on_send
-        request_id, waiter = setup.driver.new_payment()
-        action = ActionSend(request_id, setup.partner.node_id, 10, Secret(os.urandom(32)), now_ms())
+        secret = Secret(os.urandom(32))
+        request_id, _ = setup.driver.new_payment(SecretHash(sha256(secret)))
+        action = ActionSend(request_id, setup.partner.node_id, 10, secret, now_ms())
         await setup.driver.submit_payment(action)
-        await waiter.admitted.wait()
-        assert waiter.refusal is None
         while not checked:
             await setup.driver.wait_until(lambda: bool(checked))
         assert checked == [True]
@@ -149,13 +148,12 @@ async def test_payments_submitted_together_share_one_step_and_one_write(setup: S
     with trio.fail_after(5):
         waiters = []
         for _ in range(20):
-            request_id, waiter = setup.driver.new_payment()
             secret = Secret(os.urandom(32))
+            request_id, waiter = setup.driver.new_payment(SecretHash(sha256(secret)))
             action = ActionSend(request_id, setup.partner.node_id, 10, secret, now_ms())
             await setup.driver.submit_payment(action)  # no checkpoint: they queue up
             waiters.append(waiter)
-        for waiter in waiters:
-            await waiter.admitted.wait()
+        await setup.driver.wait_until(lambda: bool(setup.session.sent))
         assert [w.refusal for w in waiters] == [None] * 20
         [transfer] = [m for m in setup.session.sent if isinstance(m, LockedTransfer)]
         assert len(transfer.locks) == 20 and writes == 1

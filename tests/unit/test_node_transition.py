@@ -9,8 +9,6 @@ learned from layer 1 while connected, and payments too late or waiting too long 
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from p2pchan.core.channel.state import ChannelConfig, ChannelStatus
@@ -71,7 +69,7 @@ def send(nodes: Nodes, amount: int, index: int, *, request_id: int = 1) -> Secre
 
 def finals(nodes: Nodes, name: str) -> list[tuple[str, str, int]]:
     return [
-        (f.record.direction, f.record.status, f.record.amount)
+        (f.record.direction, f.outcome.status, f.record.amount)
         for f in nodes.of_type(name, NotifyPaymentFinal)
         if isinstance(f, NotifyPaymentFinal)
     ]
@@ -101,7 +99,7 @@ def test_a_direct_payment_is_admitted_signed_claimed_and_final_on_both_sides() -
     assert finals(nodes, "alice") == [("out", "succeeded", 300)]
     assert finals(nodes, "bob") == [("in", "succeeded", 300)]
     [final] = nodes.of_type("alice", NotifyPaymentFinal)
-    assert final.record.secret == secret(1)  # type: ignore[attr-defined]  # proof of payment
+    assert final.outcome.secret == secret(1)  # type: ignore[attr-defined]  # proof of payment
     assert not nodes["alice"].state.payments.outgoing
     assert not nodes["bob"].state.payments.incoming
     assert nodes["alice"].channel(channel_id).local_balance() == DEPOSIT - 300
@@ -269,6 +267,7 @@ def test_a_lock_too_close_to_its_expiry_is_refused_before_it_is_signed() -> None
     nodes.height = waiting.held.lock.expiration_block - config.reveal_timeout - 1
     nodes.block()  # a new block, and the slot frees up: too late for the waiting one
     nodes.deliver()
+    nodes.feed("alice", Tick(nodes.now_ms))  # the shell's admission step after those
     reasons = admissions(nodes, "alice")
     assert len(reasons) == 2 and "waited too long" in (reasons[1] or "")
 
@@ -305,7 +304,9 @@ def test_a_payee_withholding_its_decisions_reveals_and_fails_nothing() -> None:
 def test_payer_status_moves_follow_its_table(start: PayerStatus, target: PayerStatus) -> None:
     nodes, _ = pair()
     send(nodes, 10, 1)
-    payer = replace(nodes["alice"].state.payments.outgoing[sha256(secret(1))], status=start)  # type: ignore[index]
+    payer = (
+        nodes["alice"].state.payments.outgoing[SecretHash(sha256(secret(1)))]._replace(status=start)
+    )
     if target in PAYER_TRANSITIONS[start]:
         assert payer.moved_to(target).status == target
     else:
@@ -322,7 +323,9 @@ def test_payee_status_moves_follow_its_table(start: PayeeStatus, target: PayeeSt
     nodes, _ = pair()
     send(nodes, 10, 1)
     nodes.deliver(1)
-    payee = replace(nodes["bob"].state.payments.incoming[sha256(secret(1))], status=start)  # type: ignore[index]
+    payee = (
+        nodes["bob"].state.payments.incoming[SecretHash(sha256(secret(1)))]._replace(status=start)
+    )
     if target in PAYEE_TRANSITIONS[start]:
         assert payee.moved_to(target).status == target
     else:

@@ -10,7 +10,7 @@ other lock is failed (`lock_failed`), which lets the payer remove it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from p2pchan.core.channel import receive as channel_receive
 from p2pchan.core.channel.events import ChannelOutput
@@ -22,7 +22,8 @@ from p2pchan.core.outputs import (
     PersistPayment,
     PersistPaymentOutcome,
 )
-from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord
+from p2pchan.core.payment import records
+from p2pchan.core.payment.records import PaymentRecord
 from p2pchan.core.payment.state import OpenInvoice, Payee, PayeeStatus
 from p2pchan.core.state import NodeState
 from p2pchan.core.timing import too_close_to_claim
@@ -108,7 +109,7 @@ def on_incoming_locks(
         records.append(PersistPayment(record))
         if decision.invoice is not None:
             del payments.invoices[held.secrethash]  # paid: it takes no second payment
-            records.append(PersistInvoice(replace(decision.invoice.record, status="paid")))
+            records.append(PersistInvoice(decision.invoice.record._replace(status="paid")))
     channel, claimed = channel_receive.claim_incoming(channel, claims)
     reason = "; ".join(sorted(set(declines.values())))
     channel, failed = channel_receive.fail_incoming(channel, list(declines), reason)
@@ -122,7 +123,6 @@ def finished(
     payee = state.payments.incoming.pop(secrethash, None)
     if payee is None:
         return []  # a lock we never claimed (declined, or a stranger's outcome)
-    payee.moved_to(status)
-    outcome = PaymentOutcome(secrethash, "in", str(status), None, state.now_ms, error)
-    final = replace(payee.record, status=str(status), finished_ms=state.now_ms, error=error)
-    return [PersistPaymentOutcome(outcome), NotifyPaymentFinal(final)]
+    payee.check_move(status)
+    outcome = records.outcome_of(payee.record, str(status), None, state.now_ms, error)
+    return [PersistPaymentOutcome(outcome), NotifyPaymentFinal(payee.record, outcome)]

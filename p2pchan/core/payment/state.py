@@ -13,7 +13,8 @@ unpaid). Final payments leave memory: their records are in the store.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from p2pchan.core.invoice import Invoice
 from p2pchan.core.payment.records import InvoiceRecord, PaymentRecord
@@ -52,9 +53,10 @@ PAYEE_TRANSITIONS: dict[PayeeStatus, frozenset[PayeeStatus]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Payer:
-    """A payment of ours in progress: its record (pending until final) and its lock."""
+class Payer(NamedTuple):
+    """A payment of ours in progress: its record (pending until final) and its lock. (Named
+    tuples, as the records: built several times per payment, at a quarter of a frozen
+    dataclass's cost.)"""
 
     record: PaymentRecord
     held: HeldLock | None  # its lock, until signed (a payment restarted locked has none here)
@@ -62,9 +64,14 @@ class Payer:
     request_id: int = 0  # the action that started it (0 after a restart)
 
     def moved_to(self, status: PayerStatus) -> Payer:
+        self.check_move(status)
+        return Payer(self.record, self.held, status, self.request_id)
+
+    def check_move(self, status: PayerStatus) -> None:
+        """Raise unless the status table allows this move (a final move needs no new value:
+        the payment leaves memory)."""
         if status not in PAYER_TRANSITIONS[self.status]:
             raise LocalProtocolError(f"a payment cannot go from {self.status} to {status}")
-        return replace(self, status=status)
 
     @property
     def signed(self) -> bool:
@@ -72,17 +79,19 @@ class Payer:
         return self.status == PayerStatus.LOCKED
 
 
-@dataclass(frozen=True, slots=True)
-class Payee:
+class Payee(NamedTuple):
     """A payment to us whose lock we claimed."""
 
     record: PaymentRecord
     status: PayeeStatus = PayeeStatus.CLAIMED
 
     def moved_to(self, status: PayeeStatus) -> Payee:
+        self.check_move(status)
+        return Payee(self.record, status)
+
+    def check_move(self, status: PayeeStatus) -> None:
         if status not in PAYEE_TRANSITIONS[self.status]:
             raise LocalProtocolError(f"a payment cannot go from {self.status} to {status}")
-        return replace(self, status=status)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,13 +21,14 @@ from p2pchan.core.inputs import ActionCreateInvoice, ActionPay, ActionSend
 from p2pchan.core.invoice import DEFAULT_EXPIRY_SECONDS, Invoice, decode_invoice
 from p2pchan.core.outputs import NotifyInvoiceCreated
 from p2pchan.core.payment.records import PAYMENT_STATUSES, PaymentRecord
+from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import ChainError, UserError
 from p2pchan.net.api.context import NodeContext
 from p2pchan.net.api.params import address, amount
 from p2pchan.net.driver import Driver, PaymentWaiter, now_ms
 from p2pchan.net.rpc import RpcParamError, RpcServer, param, parsed_param
 from p2pchan.storage.node_store import list_invoices, list_payments
-from p2pchan.types import Address, Secret
+from p2pchan.types import Address, ChannelId, Secret, SecretHash
 
 
 def register(rpc: RpcServer, node: NodeContext) -> None:
@@ -45,7 +46,9 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
         payee = parsed_param(params, "node_id", address)
         value = amount(params, "amount")
         waiter = await start_send(driver, payee, value)
-        return await final_or_pending(driver, waiter, param(params, "timeout", float, default=None))
+        pending = _pending_record(payee, value, waiter.payment_hash)
+        seconds = param(params, "timeout", float, default=None)
+        return await final_or_pending(driver, waiter, pending, seconds)
 
     async def pay(params: dict[str, Any]) -> dict[str, Any]:
         invoice = check_invoice(param(params, "invoice", str))
@@ -56,10 +59,11 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
             )
         except ChainError:
             on_chain = None  # layer 1 unreachable: our own view of it still counts
-        request_id, waiter = driver.new_payment()
+        request_id, waiter = driver.new_payment(invoice.secrethash)
         await driver.submit_payment(ActionPay(request_id, invoice, on_chain, now_ms()))
-        await _admitted(waiter)
-        return await final_or_pending(driver, waiter, param(params, "timeout", float, default=None))
+        pending = _pending_record(invoice.payee, invoice.amount, invoice.secrethash)
+        seconds = param(params, "timeout", float, default=None)
+        return await final_or_pending(driver, waiter, pending, seconds)
 
     async def decode(params: dict[str, Any]) -> dict[str, Any]:
         invoice = check_invoice(param(params, "invoice", str))
@@ -147,13 +151,10 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
             while next_index < count:
                 next_index += 1
                 started = time.perf_counter()
-                try:
-                    waiter = await start_send(driver, payee, value)
-                    await waiter.done.wait()
-                    assert waiter.final is not None
-                    outcomes[waiter.final.status] += 1
-                except UserError:
-                    outcomes["failed"] += 1
+                waiter = await start_send(driver, payee, value)
+                await waiter.done.wait()
+                outcome = waiter.outcome
+                outcomes["failed" if outcome is None else outcome.status] += 1
                 latencies.append(time.perf_counter() - started)
 
         began = time.perf_counter()
@@ -187,36 +188,34 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
 
 
 async def start_send(driver: Driver, payee: Address, value: int) -> PaymentWaiter:
-    """Start a spontaneous payment (the payee finds the secret in its payload); return once
-    it is queued on its channel, or raise why it was refused."""
-    request_id, waiter = driver.new_payment()
+    """Start a spontaneous payment (the payee finds the secret in its payload)."""
     secret = Secret(os.urandom(32))
+    request_id, waiter = driver.new_payment(SecretHash(sha256(secret)))
     await driver.submit_payment(ActionSend(request_id, payee, value, secret, now_ms()))
-    await _admitted(waiter)
     return waiter
 
 
-async def _admitted(waiter: PaymentWaiter) -> None:
-    await waiter.admitted.wait()
-    if waiter.refusal is not None:
-        raise UserError(waiter.refusal)
+def _pending_record(payee: Address, value: int, payment_hash: SecretHash) -> PaymentRecord:
+    """What a `send`/`pay` says of a payment not final yet (perhaps not even started)."""
+    return PaymentRecord(
+        payment_hash, "out", payee, ChannelId(b""), value, 0, "pending", None, now_ms(), None, ""
+    )
 
 
 async def final_or_pending(
-    driver: Driver, waiter: PaymentWaiter, seconds: float | None
+    driver: Driver, waiter: PaymentWaiter, pending: PaymentRecord, seconds: float | None
 ) -> dict[str, Any]:
-    """The `send`/`pay` result once final, or `pending` after `seconds` (if given)."""
+    """The `send`/`pay` result once final, or `pending` after `seconds` (if given). A payment
+    refused before anything was signed fails the call with its reason."""
     with trio.move_on_after(seconds if seconds is not None else float("inf")):
         await waiter.done.wait()
-    if waiter.final is not None:
-        return payment_result(waiter.final, now_ms())
-    assert waiter.payment_hash is not None
+    if waiter.refusal is not None:
+        raise UserError(waiter.refusal)
+    final = waiter.final
+    if final is not None:
+        return payment_result(final, now_ms())
     live = driver.state.payments.outgoing.get(waiter.payment_hash)
-    if live is None:  # final meanwhile: its waiter was woken after our timeout
-        await waiter.done.wait()
-        assert waiter.final is not None
-        return payment_result(waiter.final, now_ms())
-    return payment_result(live.record, now_ms())
+    return payment_result(pending if live is None else live.record, now_ms())
 
 
 def payment_result(record: PaymentRecord, now: int) -> dict[str, Any]:

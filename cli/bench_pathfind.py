@@ -29,7 +29,8 @@ from typing import Any
 
 from p2pchan.core.payment.fees import default_fee_cap
 from p2pchan.core.routing.graph import ChannelGraph, ChannelPolicy, GraphChannel
-from p2pchan.core.routing.pathfind import MAX_HOPS, Route, find_route
+from p2pchan.core.routing.pathfind import find_route
+from p2pchan.core.routing.route import MAX_HOPS, Route
 from p2pchan.errors import NoRoute
 from p2pchan_cli.bench_l1 import machine_description
 

@@ -68,7 +68,7 @@ from p2pchan.core.state import NodeState
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import UserError
 from p2pchan.l1.events import ChannelOpened, ChannelSettled, SecretRegistered
-from p2pchan.types import ChannelId, SecretHash
+from p2pchan.types import Address, ChannelId, SecretHash
 from p2pchan.wire.channel_messages import ChannelSync, LockedTransfer, Refused
 
 UNKNOWN_CHANNEL_POINTS = 10  # a message about a channel the peer has no part in
@@ -191,17 +191,19 @@ def _create_invoice(state: NodeState, event: ActionCreateInvoice) -> list[Output
 def _track_channel(state: NodeState, event: ActionTrackChannel) -> list[Output]:
     if event.channel_id in state.channels:
         return []
-    channel = Channel(
-        state.chain_id,
-        event.channel_id,
-        state.us,
-        event.partner,
-        True,
-        event.settle_timeout,
-        state.config,
-    )
-    state.channels[channel.channel_id] = channel
+    channel = _new_channel(state, event.channel_id, event.partner, True, event.settle_timeout)
     return [PersistChannel(channel)]
+
+
+def _new_channel(
+    state: NodeState, channel_id: ChannelId, partner: Address, we_are_a: bool, settle_timeout: int
+) -> Channel:
+    """A channel of ours starts being tracked (we opened it, or the chain shows it)."""
+    channel = Channel(
+        state.chain_id, channel_id, state.us, partner, we_are_a, settle_timeout, state.config
+    )
+    state.channels[channel_id] = channel
+    return channel
 
 
 def _close_cooperatively(state: NodeState, event: ActionCloseCooperatively) -> list[Output]:
@@ -255,16 +257,7 @@ def _channel_opened(state: NodeState, event: ChannelOpened) -> list[Output]:
         return []
     we_are_a = event.participant_a == state.us
     partner = event.participant_b if we_are_a else event.participant_a
-    channel = Channel(
-        state.chain_id,
-        event.channel_id,
-        state.us,
-        partner,
-        we_are_a,
-        event.settle_timeout,
-        state.config,
-    )
-    state.channels[channel.channel_id] = channel
+    channel = _new_channel(state, event.channel_id, partner, we_are_a, event.settle_timeout)
     outputs: list[Output] = [PersistChannel(channel)]
     if partner in state.online:
         # The connection started before we knew the channel, so the opener's channel_sync found

@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from p2pchan.core.payment.fees import forwarding_fee
 from p2pchan.core.routing.graph import ChannelGraph, ChannelPolicy, GraphChannel
 from p2pchan.core.routing.mission import MissionControl
-from p2pchan.core.routing.pathfind import Route, find_route, penalty_cost
+from p2pchan.core.routing.pathfind import find_route, penalty_cost
+from p2pchan.core.routing.route import Route
 from p2pchan.errors import NoRoute
 from p2pchan.types import U64_MAX
 from tests.unit.routing_helpers import check_route

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from p2pchan.core.payment.fees import forwarding_fee
 from p2pchan.core.routing.graph import ChannelGraph, ChannelPolicy, GraphChannel
 from p2pchan.core.routing.mission import MissionControl
-from p2pchan.core.routing.pathfind import Route, find_route
+from p2pchan.core.routing.pathfind import find_route
+from p2pchan.core.routing.route import Route
 from p2pchan.types import U64_MAX
 
 LOCK_TIMEOUT = 50

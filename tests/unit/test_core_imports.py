@@ -58,3 +58,36 @@ def test_importing_the_pure_modules_does_not_import_trio() -> None:
     assert result.returncode == 0, result.stderr
     imported_trio, which = result.stdout.splitlines()
     assert imported_trio == "False", f"a pure module imports trio: {which}"
+
+
+def _imports_of(package: str) -> dict[str, set[str]]:
+    """Each module of a package, and the p2pchan modules its source imports."""
+    root = Path(p2pchan.__file__).parent / package
+    found: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        imported = set()
+        for line in text.splitlines():
+            words = line.split()
+            if (
+                len(words) >= 2
+                and words[0] in ("from", "import")
+                and words[1].startswith("p2pchan.")
+            ):
+                imported.add(words[1])
+        found[str(path.relative_to(root.parent))] = imported
+    return found
+
+
+def test_the_shared_formats_and_layer_1_import_nothing_of_the_node() -> None:
+    """Signed formats that layer 1, the core and Plasma all read live in wire/, below them;
+    layer 1 and wire/ never reach up into the node's core or shell (DESIGN.md
+    "Architecture")."""
+    for package in ("wire", "l1", "crypto"):
+        for module, imported in _imports_of(package).items():
+            upward = {
+                name
+                for name in imported
+                if name.startswith(("p2pchan.core", "p2pchan.net", "p2pchan.storage"))
+            }
+            assert not upward, f"{module} imports {sorted(upward)}"

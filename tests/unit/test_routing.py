@@ -14,7 +14,8 @@ import pytest
 
 from p2pchan.core.payment.fees import forwarding_fee
 from p2pchan.core.routing.mission import MissionControl
-from p2pchan.core.routing.pathfind import MAX_HOPS, penalty_cost
+from p2pchan.core.routing.pathfind import penalty_cost
+from p2pchan.core.routing.route import MAX_HOPS
 from p2pchan.errors import LocalProtocolError, NoRoute, UserError
 from tests.unit.routing_helpers import NO_POLICY, NOW_MS, Net, channel_id, names, node, policy
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,10 +37,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from p2pchan.core.routing.graph import ChannelGraph, DirectedEdge
 from p2pchan.core.routing.index import SHRINK, EdgeIndex
-from p2pchan.core.routing.pathfind import HOP_TIE
-
-if TYPE_CHECKING:
-    from p2pchan.core.routing.pathfind import RouteQuery
+from p2pchan.core.routing.route import HOP_TIE, RouteQuery
 
 _INF = np.inf
 

@@ -11,7 +11,6 @@ import trio
 import p2pchan
 from p2pchan.core.channel.state import ChannelStatus
 from p2pchan.errors import ChainError, UserError
-from p2pchan.l1.client import L1Client
 from p2pchan.net.api.context import NodeContext
 from p2pchan.net.api.params import node_id as _node_id
 from p2pchan.net.rpc import RpcParamError, RpcServer, param, parsed_param
@@ -20,6 +19,7 @@ from p2pchan.wire.peer_messages import PONG_SUPPRESSED, Ping
 # The chain watcher may be this many blocks behind layer 1's head and still count as synced: a
 # block just sealed reaches it a moment later.
 SYNCED_LAG_BLOCKS = 1
+INFO_L1_SECONDS = 2.0  # `info` answers without layer 1's figures rather than wait longer
 
 
 def register(rpc: RpcServer, node: NodeContext) -> None:
@@ -28,9 +28,9 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
         l1_balance: int | None = None
         l1_height: int | None = None
         try:
-            async with L1Client.connect(node.config.l1_host, node.config.l1_port) as client:
-                l1_balance = (await client.account(node.identity.node_id)).balance
-                l1_height = (await client.status()).height
+            with trio.move_on_after(INFO_L1_SECONDS):
+                l1_balance = (await node.link.account(node.identity.node_id)).balance
+                l1_height = (await node.link.status()).height
         except ChainError:
             pass  # layer 1 unreachable right now
         height = node.chain.height

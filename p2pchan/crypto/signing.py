@@ -28,6 +28,9 @@ class SigningTag(bytes, enum.Enum):
     CHANNEL_UPDATE = b"p2pchan/channel_update/1"
     NODE_ANNOUNCEMENT = b"p2pchan/node_announcement/1"
     INVOICE = b"p2pchan/invoice/1"
+    PLASMA_TX = b"p2pchan/plasma_tx/1"
+    PLASMA_CONFIRM = b"p2pchan/plasma_confirm/1"
+    PLASMA_BLOCK = b"p2pchan/plasma_block/1"
 
 
 # Errors libsodium (through pynacl) raises for a bad key, signature or message.

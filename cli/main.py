@@ -16,6 +16,7 @@ from p2pchan_cli.demo import demo
 from p2pchan_cli.l1_commands import l1
 from p2pchan_cli.node_commands import NODE_COMMANDS, node
 from p2pchan_cli.pay_batch import pay_batch
+from p2pchan_cli.plasma_commands import plasma
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,6 +48,7 @@ cli.add_command(l1)
 cli.add_command(node)
 for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, pay_batch]:
     cli.add_command(command)
+cli.add_command(plasma)
 cli.add_command(demo)
 cli.add_command(bench)
 

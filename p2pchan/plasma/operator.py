@@ -218,6 +218,12 @@ class OperatorMachine:
         record.confirmations[confirmation.owner] = confirmation.signature
         return record
 
+    def restore_confirmation(self, tx_hash: bytes, confirmation: Confirmation) -> None:
+        """Keep a confirmation read back from the store (it was checked when received)."""
+        record = self.transactions.get(tx_hash)
+        if record is not None:
+            record.confirmations[confirmation.owner] = confirmation.signature
+
     def confirmations_of(self, tx_hash: bytes) -> list[Confirmation]:
         record = self.transactions.get(tx_hash)
         if record is None:

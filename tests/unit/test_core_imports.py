@@ -28,7 +28,13 @@ PURE_CHAIN_MODULES = (
     "plasma_state",
 )
 # The Plasma package is pure except for these shell modules; a new module is checked by default.
-PLASMA_SHELL_MODULES = ("operator_server", "operator_store", "client")
+PLASMA_SHELL_MODULES = (
+    "operator_server",
+    "operator_l1",
+    "operator_rpc",
+    "operator_store",
+    "client",
+)
 
 
 def pure_modules() -> list[str]:

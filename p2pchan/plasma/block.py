@@ -21,7 +21,12 @@ from p2pchan.plasma.utxo import UtxoSet, apply_transaction, check_transaction
 from p2pchan.types import Address, PlasmaId
 from p2pchan.wire.codec import pack, unpack
 from p2pchan.wire.fields import BYTES32, SIGNATURE, U64
-from p2pchan.wire.plasma import DecodedTx, SignedPlasmaTx, decode_signed_tx
+from p2pchan.wire.plasma import (
+    DecodedTx,
+    SignedPlasmaTx,
+    check_signed_tx_value,
+    decode_signed_tx,
+)
 from p2pchan.wire.records import NestedList, Record, wire
 
 MAX_BLOCK_BYTES = 96 * 1024 * 1024  # 65,536 transactions of the largest size, with room
@@ -42,11 +47,29 @@ class PlasmaBlock(Record):
         return MerkleTree([signed.leaf for signed in self.transactions])
 
     def encode(self) -> bytes:
-        return pack(self.to_wire())
+        # What `to_wire` gives, built directly: blocks of 65,536 transactions are encoded often.
+        transactions = [[signed.tx_bytes, signed.signatures] for signed in self.transactions]
+        return pack([self.plasma_id, self.blknum, transactions, self.signature])
 
     @classmethod
     def decode(cls, data: bytes) -> PlasmaBlock:
-        return cls.from_wire(unpack(data, max_len=MAX_BLOCK_BYTES), "plasma_block")
+        """Decode strictly (the transactions through the written-out `check_signed_tx_value`:
+        measured 10 µs per transaction generic, 2 µs so)."""
+        value = unpack(data, max_len=MAX_BLOCK_BYTES)
+        if type(value) is not list or len(value) != 4:
+            raise RemoteProtocolError("plasma_block: expected 4 fields")
+        plasma_id, blknum, transactions, signature = value
+        if type(transactions) is not list or len(transactions) > MAX_LEAVES:
+            raise RemoteProtocolError(f"plasma_block.transactions: at most {MAX_LEAVES}")
+        txs = tuple(
+            check_signed_tx_value(item, "plasma_block.transactions") for item in transactions
+        )
+        return cls(
+            PlasmaId(BYTES32.check(plasma_id, "plasma_block.plasma_id")),
+            U64.check(blknum, "plasma_block.blknum"),
+            txs,
+            SIGNATURE.check(signature, "plasma_block.signature"),
+        )
 
 
 def sign_block(

@@ -28,6 +28,7 @@ from p2pchan.types import Address, PlasmaId
 from p2pchan.wire.plasma import (
     CHILD_BLOCK_INTERVAL,
     Confirmation,
+    DecodedTx,
     PlasmaTransaction,
     SignedPlasmaTx,
     TxInput,
@@ -92,8 +93,7 @@ class OperatorMachine:
         self.withheld: set[int] = set()
         self.transactions: dict[bytes, TxRecord] = {}
         self.deposits_waiting = 0  # deposits since the last built block
-        self._pending: list[SignedPlasmaTx] = []
-        self._pending_hashes: set[bytes] = set()
+        self._pending: list[DecodedTx] = []
         self._forced: list[SignedPlasmaTx] = []  # attack transactions for the next block
         self._withhold_next = False
 
@@ -114,14 +114,13 @@ class OperatorMachine:
             decoded = decode_signed_tx(signed)
         except RemoteProtocolError as error:
             raise PlasmaError("malformed", str(error)) from None
-        if decoded.tx_hash in self._pending_hashes or decoded.tx_hash in self.transactions:
+        if decoded.tx_hash in self.transactions:
             raise PlasmaError("duplicate_tx", "this transaction was already admitted")
         spent = check_transaction(self.utxos, decoded, self.plasma_id)
         for tx_input in decoded.tx.inputs:
             self.utxos.spend(tx_input.pos)
         txindex = len(self._pending)
-        self._pending.append(signed)
-        self._pending_hashes.add(decoded.tx_hash)
+        self._pending.append(decoded)
         self.transactions[decoded.tx_hash] = TxRecord(
             self.next_blknum, txindex, tuple(output.owner for output in spent)
         )
@@ -137,7 +136,7 @@ class OperatorMachine:
     def build_block(self) -> BuiltBlock:
         """Seal everything admitted (and any attack transaction) into the next block."""
         blknum = self.next_blknum
-        transactions = [*self._pending, *self._forced]
+        transactions = [decoded.signed for decoded in self._pending] + self._forced
         block, tree = sign_block(self.operator, self.plasma_id, blknum, transactions)
         for txindex, signed in enumerate(self._forced, start=len(self._pending)):
             decoded = decode_signed_tx(signed)
@@ -145,16 +144,15 @@ class OperatorMachine:
             self.transactions[decoded.tx_hash] = TxRecord(
                 blknum, txindex, tuple(self.operator.node_id for _ in decoded.tx.inputs)
             )
-        for txindex, signed in enumerate(self._pending):
+        add = self.utxos.add
+        for txindex, decoded in enumerate(self._pending):
             # Inputs were spent on admission; the outputs exist from now on.
-            outputs = PlasmaTransaction.decode(signed.tx_bytes).outputs
-            for oindex, output in enumerate(outputs):
-                self.utxos.add(utxo_pos(blknum, txindex, oindex), output)
+            for oindex, output in enumerate(decoded.tx.outputs):
+                add(utxo_pos(blknum, txindex, oindex), output)
         withheld = self._withhold_next
         if withheld:
             self.withheld.add(blknum)
         self._pending, self._forced, self._withhold_next = [], [], False
-        self._pending_hashes = set()
         self.roots[blknum] = tree.root
         self.next_blknum += CHILD_BLOCK_INTERVAL
         self.deposits_waiting = 0

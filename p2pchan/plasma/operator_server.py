@@ -39,7 +39,6 @@ from p2pchan.plasma.api import (
     MAX_REQUEST_SIZE,
     MAX_RESPONSE_SIZE,
     MAX_UTXOS_PER_ANSWER,
-    REQUESTS,
     RESPONSES,
     BlockRequest,
     BlockResult,
@@ -58,6 +57,7 @@ from p2pchan.plasma.api import (
     TxResult,
     UtxosRequest,
     UtxosResult,
+    decode_request,
 )
 from p2pchan.plasma.block import PlasmaBlock
 from p2pchan.plasma.operator import OperatorMachine
@@ -283,7 +283,7 @@ class _Connection:
                 if not data:
                     break
                 for body in decoder.feed(data):
-                    message = REQUESTS.decode(body)
+                    message = decode_request(body)
                     if isinstance(message, UnknownMessage):
                         continue
                     assert isinstance(message, Request)

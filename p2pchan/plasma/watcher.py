@@ -217,6 +217,13 @@ class ChainView:
 
 class WatcherMachine:
     def __init__(self, config: WatcherConfig, identity: Identity) -> None:
+        if not 1 <= config.withhold_timeout < config.challenge_period:
+            # Exits started withhold_timeout + 1 blocks after a withheld block's commitment
+            # must still come before that block's outputs: max(h + 2cp, h + w + 1 + cp).
+            raise PlasmaError(
+                "bad_withhold_timeout",
+                f"withhold_timeout must be 1 to {config.challenge_period - 1} blocks",
+            )
         self.config = config
         self.identity = identity
         self.me = identity.node_id

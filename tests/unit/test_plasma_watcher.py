@@ -259,3 +259,12 @@ def test_finalize_is_asked_for_once_a_users_exit_waits_behind_a_due_head() -> No
     chain.step(2)
     assert chain.chain.exits[utxo_pos(1, 0, 0)].status == ExitStatus.PAID
     assert chain.watcher(ALICE).exit_status(utxo_pos(1, 0, 0)) == ExitStatus.PAID
+
+
+def test_the_withhold_timeout_must_leave_time_to_exit_ahead_of_the_withheld_block() -> None:
+    plasma_id = PlasmaId(b"\x42" * 32)
+    for timeout in (0, PERIOD, PERIOD + 1):
+        with pytest.raises(PlasmaError) as caught:
+            WatcherMachine(WatcherConfig(plasma_id, OLGA.node_id, PERIOD, timeout), ALICE)
+        assert caught.value.code == "bad_withhold_timeout"
+    WatcherMachine(WatcherConfig(plasma_id, OLGA.node_id, PERIOD, PERIOD - 1), ALICE)

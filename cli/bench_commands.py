@@ -98,13 +98,24 @@ def bench_channel(
     show_default=True,
     help="Exits for the mass-exit measurement on the pure contract (0 skips it).",
 )
+@click.option(
+    "--profile",
+    type=click.Path(path_type=Path, dir_okay=False),
+    hidden=True,
+    help="Profile the operator (cProfile) into this file.",
+)
 @click.pass_context
 def bench_plasma(
-    ctx: click.Context, transactions: int, connections: int, block_interval: float, exits: int
+    ctx: click.Context,
+    transactions: int,
+    connections: int,
+    block_interval: float,
+    exits: int,
+    profile: Path | None,
 ) -> None:
     """Signed transactions one operator admits and commits per second (its store syncing),
     a watcher's checking pace, and a mass exit's pace per layer-1 block."""
     config = PlasmaBenchConfig(
-        transactions, connections, block_interval=block_interval, exits=exits
+        transactions, connections, block_interval=block_interval, exits=exits, profile=profile
     )
     emit(ctx, run(ctx, lambda: run_plasma_bench(config)))

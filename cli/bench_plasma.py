@@ -82,6 +82,7 @@ class PlasmaBenchConfig:
     l1_block_time: float = 0.2
     depositors: int = 64
     exits: int = 2_000  # 0: skip the mass-exit part
+    profile: Path | None = None  # write the operator's cProfile statistics here
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,7 @@ async def run_plasma_bench(config: PlasmaBenchConfig) -> dict[str, Any]:
             str(config.block_interval),
             "--challenge-period",
             "20",
+            *(["--profile", str(config.profile.absolute())] if config.profile else []),
             log_level="warning",
         )
         ready = await operator.start()

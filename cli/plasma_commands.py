@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import click
@@ -72,6 +73,13 @@ def plasma() -> None:
     "--max-block-txs", type=click.IntRange(1, MAX_LEAVES), default=MAX_LEAVES, hidden=True
 )
 @click.option("--l1-wait", type=click.FloatRange(min=0), default=10.0, hidden=True)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    hidden=True,
+    help="Write cProfile statistics here on a clean stop.",
+)
 @click.pass_context
 def operator(
     ctx: click.Context,
@@ -82,6 +90,7 @@ def operator(
     dev: bool,
     max_block_txs: int,
     l1_wait: float,
+    profile_path: Path | None,
 ) -> None:
     """Run a child chain's operator in the foreground (SIGINT/SIGTERM stop it cleanly).
 
@@ -121,7 +130,14 @@ def operator(
             running.close()
             log.info("plasma_operator_stopped", pid=os.getpid())
 
-    trio.run(serve)
+    if profile_path is None:
+        trio.run(serve)
+    else:
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            trio.run(serve)
+        profiler.dump_stats(profile_path)
 
 
 async def _call_operator(ctx: click.Context, method: str, params: dict[str, Any]) -> Any:

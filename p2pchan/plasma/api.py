@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from p2pchan.errors import RemoteProtocolError
 from p2pchan.plasma.block import MAX_BLOCK_BYTES
 from p2pchan.types import Address, PlasmaId
-from p2pchan.wire.codec import MessageRegistry, UnknownMessage, unpack
+from p2pchan.wire.codec import MessageRegistry, UnknownMessage, pack, unpack
 from p2pchan.wire.fields import BOOL, BYTES32, U16, U32, U64, Bytes, Optional, Text
 from p2pchan.wire.plasma import Confirmation, SignedPlasmaTx, TxOutput, check_signed_tx_value
 from p2pchan.wire.records import Nested, NestedList, Record, wire
@@ -211,3 +211,20 @@ def decode_request(body: bytes) -> Record | UnknownMessage:
     if type(wait) is not bool:
         raise RemoteProtocolError("SubmitTxRequest.wait: expected bool")
     return SubmitTxRequest(request_id, tx, wait)
+
+
+def encode_response(response: Record) -> bytes:
+    """`RESPONSES.encode`, with admissions (one per transaction) packed directly (a test
+    checks the bytes are the same)."""
+    if type(response) is TxResult:
+        return pack(
+            [
+                OperatorType.TX_RESULT.value,
+                response.request_id,
+                response.tx_hash,
+                response.blknum,
+                response.txindex,
+                response.committed,
+            ]
+        )
+    return RESPONSES.encode(response)

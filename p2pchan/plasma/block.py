@@ -125,7 +125,8 @@ def validate_transactions(utxos: UtxoSet, block: PlasmaBlock) -> list[ValidTx]:
             except PlasmaError as error:
                 raise PlasmaError(error.code, f"transaction {txindex}: {error.message}") from None
             apply_transaction(utxos, decoded, block.blknum, txindex)
-            valid.append(ValidTx(decoded, txindex, tuple(output.owner for output in spent)))
+            owners = tuple(output.owner for _, output in spent)
+            valid.append(ValidTx(decoded, txindex, owners))
     except PlasmaError:
         utxos.rollback()
         raise

@@ -117,12 +117,13 @@ class OperatorMachine:
         if decoded.tx_hash in self.transactions:
             raise PlasmaError("duplicate_tx", "this transaction was already admitted")
         spent = check_transaction(self.utxos, decoded, self.plasma_id)
-        for tx_input in decoded.tx.inputs:
-            self.utxos.spend(tx_input.pos)
+        spend = self.utxos.spend
+        for position, _ in spent:
+            spend(position)
         txindex = len(self._pending)
         self._pending.append(decoded)
         self.transactions[decoded.tx_hash] = TxRecord(
-            self.next_blknum, txindex, tuple(output.owner for output in spent)
+            self.next_blknum, txindex, tuple(output.owner for _, output in spent)
         )
         return Admitted(decoded.tx_hash, self.next_blknum, txindex)
 

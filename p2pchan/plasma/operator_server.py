@@ -39,7 +39,6 @@ from p2pchan.plasma.api import (
     MAX_REQUEST_SIZE,
     MAX_RESPONSE_SIZE,
     MAX_UTXOS_PER_ANSWER,
-    RESPONSES,
     BlockRequest,
     BlockResult,
     ConfirmationsRequest,
@@ -58,6 +57,7 @@ from p2pchan.plasma.api import (
     UtxosRequest,
     UtxosResult,
     decode_request,
+    encode_response,
 )
 from p2pchan.plasma.block import PlasmaBlock
 from p2pchan.plasma.operator import OperatorMachine
@@ -307,7 +307,7 @@ class _Connection:
 
     @staticmethod
     def _encode(response: Record) -> bytes:
-        return frame(RESPONSES.encode(response), max_size=MAX_RESPONSE_SIZE)
+        return frame(encode_response(response), max_size=MAX_RESPONSE_SIZE)
 
     def _dispatch(self, request: Request, nursery: trio.Nursery) -> None:
         rid = request.request_id

@@ -113,8 +113,9 @@ class UtxoSet:
 
 def check_transaction(
     utxos: UtxoSet, decoded: DecodedTx, plasma_id: PlasmaId, *, verify: bool = True
-) -> list[TxOutput]:
-    """Raise `PlasmaError` unless `decoded` may be applied to `utxos`; return its inputs' outputs.
+) -> list[tuple[int, TxOutput]]:
+    """Raise `PlasmaError` unless `decoded` may be applied to `utxos`; return the positions it
+    spends and the outputs there.
 
     Cheap checks come first and the signatures last: they are the main cost.
     """
@@ -130,25 +131,24 @@ def check_transaction(
         if output.amount == 0:
             raise PlasmaError("zero_amount", "every output amount must be more than 0")
         output_sum += output.amount
-    spent: list[TxOutput] = []
-    positions: set[int] = set()
+    spent: list[tuple[int, TxOutput]] = []
+    input_sum = 0
     for tx_input in tx.inputs:
         position = tx_input.pos
-        if position in positions:
+        if any(position == earlier for earlier, _ in spent):
             raise PlasmaError("duplicate_input", f"output {position} is spent twice")
-        positions.add(position)
         existing = utxos.get(position)
         if existing is None:
             if utxos.is_spent(position):
                 raise PlasmaError("spent_input", f"output {position} is already spent")
             raise PlasmaError("missing_input", f"output {position} does not exist")
-        spent.append(existing)
-    input_sum = sum(output.amount for output in spent)
+        spent.append((position, existing))
+        input_sum += existing.amount
     if input_sum != output_sum:
         raise PlasmaError("unbalanced", f"inputs sum to {input_sum}, outputs to {output_sum}")
     if verify:
         tx_bytes, signatures = decoded.signed.tx_bytes, decoded.signed.signatures
-        for index, output in enumerate(spent):
+        for index, (_, output) in enumerate(spent):
             if not tx_signature_valid(output.owner, tx_bytes, signatures[index]):
                 raise PlasmaError("bad_signature", f"input {index} is not signed by its owner")
     return spent

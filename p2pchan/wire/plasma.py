@@ -17,6 +17,7 @@ An output is named by `utxo_pos = blknum * 10^9 + txindex * 10^4 + oindex`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from p2pchan.crypto.hashing import sha256
@@ -68,7 +69,7 @@ class TxInput(Record):
 
     @property
     def pos(self) -> int:
-        return utxo_pos(self.blknum, self.txindex, self.oindex)
+        return self.blknum * BLOCK_OFFSET + self.txindex * TX_OFFSET + self.oindex
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +187,7 @@ def decode_signed_tx(signed: SignedPlasmaTx) -> DecodedTx:
         raise RemoteProtocolError(
             f"{len(tx.inputs)} inputs need as many signatures, got {len(signed.signatures)}"
         )
-    return DecodedTx(tx, signed, sha256(signed.tx_bytes))
+    return DecodedTx(tx, signed, hashlib.sha256(signed.tx_bytes).digest())
 
 
 def sign_tx(tx: PlasmaTransaction, signers: list[Identity]) -> SignedPlasmaTx:

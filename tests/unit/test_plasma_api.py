@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pchan.errors import RemoteProtocolError
-from p2pchan.plasma.api import REQUESTS, SubmitTxRequest, decode_request
+from p2pchan.plasma.api import (
+    REQUESTS,
+    RESPONSES,
+    SubmitTxRequest,
+    TxResult,
+    decode_request,
+    encode_response,
+)
 from p2pchan.plasma.block import PlasmaBlock
 from p2pchan.wire.codec import pack, unpack
 from p2pchan.wire.plasma import (
@@ -21,7 +28,7 @@ from p2pchan.wire.plasma import (
     is_valid_utxo_pos,
 )
 
-ids = st.one_of(st.binary(min_size=31, max_size=33), st.integers(), st.none())
+ids = st.one_of(st.binary(min_size=31, max_size=33), st.integers(-5, 5), st.none())
 integers = st.one_of(
     st.integers(0, 3),
     st.integers(-1, 2**64),
@@ -77,7 +84,8 @@ def fast_request(body: bytes) -> object:
         return None
 
 
-signatures = st.lists(st.one_of(st.binary(min_size=63, max_size=65), integers), max_size=3)
+packable = integers.filter(lambda value: not isinstance(value, int) or value < 2**64)
+signatures = st.lists(st.one_of(st.binary(min_size=63, max_size=65), packable), max_size=3)
 submissions = st.tuples(
     st.one_of(st.just(4), st.just(4.0), st.just(True), st.just(2)),
     st.one_of(st.integers(-1, 2**32), st.booleans()),
@@ -100,8 +108,8 @@ def test_the_fast_request_decoder_agrees_with_the_records(value: list[Any]) -> N
 
 signed_values = st.one_of(
     st.tuples(st.binary(max_size=1030), signatures).map(list),
-    st.lists(st.one_of(st.binary(max_size=4), integers), max_size=3),
-    integers,
+    st.lists(st.one_of(st.binary(max_size=4), packable), max_size=3),
+    packable,
 )
 
 
@@ -119,7 +127,7 @@ def test_the_fast_signed_transaction_decoder_agrees_with_the_record(value: Any) 
 
 
 blocks = st.tuples(
-    ids, integers, st.lists(signed_values, max_size=3), st.binary(min_size=63, max_size=65)
+    ids, packable, st.lists(signed_values, max_size=3), st.binary(min_size=63, max_size=65)
 ).map(list)
 
 
@@ -135,3 +143,17 @@ def test_the_fast_block_decoder_agrees_with_the_record(value: list[Any]) -> None
     except RemoteProtocolError:
         fast = None
     assert fast == generic
+
+
+@given(
+    st.integers(0, 2**32 - 1),
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 65_535),
+    st.booleans(),
+)
+def test_admissions_are_encoded_as_the_registry_would(
+    request_id: int, tx_hash: bytes, blknum: int, txindex: int, committed: bool
+) -> None:
+    result = TxResult(request_id, tx_hash, blknum, txindex, committed)
+    assert encode_response(result) == RESPONSES.encode(result)

@@ -44,7 +44,7 @@ def tx(
     )
 
 
-def check(signed: SignedPlasmaTx, the_set: UtxoSet | None = None) -> list[TxOutput]:
+def check(signed: SignedPlasmaTx, the_set: UtxoSet | None = None) -> list[tuple[int, TxOutput]]:
     return check_transaction(the_set or utxos(), decode_signed_tx(signed), PLASMA)
 
 
@@ -56,9 +56,12 @@ def refused(signed: SignedPlasmaTx, code: str, the_set: UtxoSet | None = None) -
 
 def test_valid_transactions_return_what_they_spend() -> None:
     one = sign_tx(tx([A], [(BOB.node_id, 7), (ALICE.node_id, 3)]), [ALICE])
-    assert check(one) == [TxOutput(ALICE.node_id, 10)]
+    assert check(one) == [(A, TxOutput(ALICE.node_id, 10))]
     two_owners = sign_tx(tx([A, B], [(CAROL.node_id, 30)]), [ALICE, BOB])
-    assert [output.amount for output in check(two_owners)] == [10, 20]
+    assert [(position, output.amount) for position, output in check(two_owners)] == [
+        (A, 10),
+        (B, 20),
+    ]
 
 
 def test_refusals() -> None:

@@ -17,9 +17,12 @@ exiting owner's confirmation of that spend, and it finalizes the queue when one 
 exits waits behind a due head.
 
 A confirmation is signed only for a transaction of the user's found in a block this machine
-validated: a sender that never saw its transaction's block never confirms it. Layer-1 duties
-(exits, challenges, finalizing) are asked for again on every `Tick` until layer 1 shows them
-done or they no longer apply, as every duty of the node is.
+validated: a sender that never saw its transaction's block never confirms it. The user's own
+requests are refused with a `PlasmaError` (state untouched) when they cannot apply (`chain_bad`,
+`not_spendable`, `not_owned`); `pay` builds and signs a payment from the spendable outputs and
+records it as an `ActionSend` would. Layer-1 duties (exits, challenges, finalizing) are asked
+for again on every `Tick` until layer 1 shows them done or they no longer apply, as every duty
+of the node is.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/p2pchan bench channel --payments 40000 --concurrency 966 --json
 	$(BIN)/p2pchan bench channel --payments 2000 --concurrency 1 --json
 	$(BIN)/p2pchan bench pathfind --json
+	$(BIN)/p2pchan bench plasma --json
 
 clean:
 	rm -rf $(VENV) p2pchan.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

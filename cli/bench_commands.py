@@ -9,6 +9,7 @@ import click
 from p2pchan_cli.bench_channel import ChannelBenchConfig, run_channel_bench
 from p2pchan_cli.bench_l1 import L1BenchConfig, run_l1_bench
 from p2pchan_cli.bench_pathfind import PathfindBenchConfig, run_pathfind_bench
+from p2pchan_cli.bench_plasma import PlasmaBenchConfig, run_plasma_bench
 from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
 from p2pchan_cli.params import Command
@@ -138,3 +139,53 @@ def bench_pathfind(
         raise click.BadParameter("at least as many channels as nodes", param_hint="--channels")
     config = PathfindBenchConfig(nodes, channels, queries, seed, engine)
     emit(ctx, run_pathfind_bench(config))
+
+
+@bench.command("plasma")
+@global_options
+@click.option(
+    "--transactions", type=click.IntRange(1, 1_000_000), default=20_000, show_default=True
+)
+@click.option("--connections", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--block-interval",
+    type=click.FloatRange(min=0.01),
+    default=0.5,
+    show_default=True,
+    help="The operator's seconds between blocks.",
+)
+@click.option(
+    "--exits",
+    type=click.IntRange(0, 1_000_000),
+    default=2_000,
+    show_default=True,
+    help="Exits for the mass-exit measurement on the pure contract (0 skips it).",
+)
+@click.option(
+    "--profile",
+    type=click.Path(path_type=Path, dir_okay=False),
+    hidden=True,
+    help="Profile the operator (cProfile) into this file.",
+)
+@click.pass_context
+def bench_plasma(
+    ctx: click.Context,
+    transactions: int,
+    connections: int,
+    block_interval: float,
+    exits: int,
+    profile: Path | None,
+) -> None:
+    """Plasma: signed transactions one operator commits per second.
+
+    With its store syncing; also a watcher's checking pace, and a mass exit's pace per
+    layer-1 block.
+
+    \b
+    Example:
+      p2pchan bench plasma --transactions 20000 --json
+    """
+    config = PlasmaBenchConfig(
+        transactions, connections, block_interval=block_interval, exits=exits, profile=profile
+    )
+    emit(ctx, run(ctx, lambda: run_plasma_bench(config)))

@@ -29,6 +29,7 @@ from p2pchan_cli.l1_commands import l1
 from p2pchan_cli.node_commands import NODE_COMMANDS, node
 from p2pchan_cli.pay_batch import pay_batch
 from p2pchan_cli.payment_commands import PAYMENT_COMMANDS
+from p2pchan_cli.plasma_commands import plasma
 
 PROG_NAME = "p2pchan"
 EXIT_INTERRUPTED = 130
@@ -71,6 +72,7 @@ cli.add_command(l1)
 cli.add_command(node)
 for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, *PAYMENT_COMMANDS, pay_batch]:
     cli.add_command(command)
+cli.add_command(plasma)
 cli.add_command(demo)
 cli.add_command(bench)
 

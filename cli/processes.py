@@ -135,6 +135,16 @@ def node_process(
     return ChildProcess(name, argv, datadir / "node.json", datadir / "node.log")
 
 
+def plasma_operator_process(
+    datadir: Path, l1: str, *extra: str, name: str = "operator", log_level: str = "info"
+) -> ChildProcess:
+    """`p2pchan plasma operator` in `datadir`, JSON logs in `datadir/operator.log`."""
+    argv = _server_argv(
+        log_level, "plasma", "operator", "--datadir", str(datadir), "--l1", l1, *extra
+    )
+    return ChildProcess(name, argv, datadir / "plasma.json", datadir / "operator.log")
+
+
 def _server_argv(log_level: str, *args: str) -> list[str]:
     """A server command that logs JSON lines at `log_level`."""
     return p2pchan_argv("--log-format", "json", "--log-level", log_level, *args)

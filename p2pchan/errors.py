@@ -42,6 +42,18 @@ class ChainError(P2pchanError):
         self.message = message
 
 
+class PlasmaError(P2pchanError):
+    """A Plasma operator or watcher refused a transaction, a block or a request.
+
+    `code` is a stable machine-readable reason, as for `ChainError`.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 class StoreError(P2pchanError):
     """Durable storage is unreadable, corrupt or could not be written."""
 

@@ -27,6 +27,8 @@ Secret = NewType("Secret", bytes)
 SecretHash = NewType("SecretHash", bytes)
 Locksroot = NewType("Locksroot", bytes)
 Signature = NewType("Signature", bytes)
+PlasmaId = NewType("PlasmaId", bytes)
+"""A child chain on layer 1, derived from its creating transaction like a channel id."""
 
 Amount = NewType("Amount", int)
 BlockHeight = NewType("BlockHeight", int)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from p2pchan.l1.blocks import Block, BlockHeader
 from p2pchan.l1.events import EVENTS, Event
+from p2pchan.l1.plasma_state import BlockCommit, ExitRecord, PlasmaChainInfo
 from p2pchan.l1.state import ChannelRecord
 from p2pchan.l1.transactions import SignedTransaction
-from p2pchan.types import Address, BlockHash, ChainId, ChannelId, SecretHash, TxHash
+from p2pchan.types import Address, BlockHash, ChainId, ChannelId, PlasmaId, SecretHash, TxHash
 from p2pchan.wire.codec import MessageList, MessageRegistry
 from p2pchan.wire.fields import BOOL, BYTES32, U32, U64, Optional, Text
 from p2pchan.wire.records import Nested, Record, wire
@@ -39,6 +40,9 @@ class L1Type(enum.IntEnum):
     SUBSCRIBE = 18
     TRANSACTION = 20
     WAIT = 22
+    PLASMA_CHAIN = 24
+    PLASMA_BLOCK = 26
+    PLASMA_EXIT = 28
     # responses and pushes
     ERROR = 100
     STATUS_RESULT = 102
@@ -51,6 +55,9 @@ class L1Type(enum.IntEnum):
     SUBSCRIBED = 116
     TRANSACTION_RESULT = 118
     BLOCK_NOTICE = 120
+    PLASMA_CHAIN_RESULT = 122
+    PLASMA_BLOCK_RESULT = 124
+    PLASMA_EXIT_RESULT = 126
 
 
 REQUESTS = MessageRegistry("l1 request", L1Type, max_message_size=MAX_REQUEST_SIZE)
@@ -246,3 +253,55 @@ class BlockNotice(Record):
 
     header: BlockHeader = wire(Nested(BlockHeader))
     events: tuple[Event, ...] = wire(MessageList(EVENTS, MAX_EVENTS_PER_BLOCK))
+
+
+# -- Plasma root contract queries ------------------------------------------------------------
+
+
+@REQUESTS.message(L1Type.PLASMA_CHAIN)
+@dataclass(frozen=True, slots=True)
+class PlasmaChainRequest(Request):
+    request_id: int = wire(U32)
+    plasma_id: PlasmaId = wire(BYTES32)
+
+
+@REQUESTS.message(L1Type.PLASMA_BLOCK)
+@dataclass(frozen=True, slots=True)
+class PlasmaBlockRequest(Request):
+    """The commitment of child block `blknum` (operator or deposit block)."""
+
+    request_id: int = wire(U32)
+    plasma_id: PlasmaId = wire(BYTES32)
+    blknum: int = wire(U64)
+
+
+@REQUESTS.message(L1Type.PLASMA_EXIT)
+@dataclass(frozen=True, slots=True)
+class PlasmaExitRequest(Request):
+    request_id: int = wire(U32)
+    plasma_id: PlasmaId = wire(BYTES32)
+    utxo_pos: int = wire(U64)
+
+
+@RESPONSES.message(L1Type.PLASMA_CHAIN_RESULT)
+@dataclass(frozen=True, slots=True)
+class PlasmaChainResult(Response):
+    request_id: int = wire(U32)
+    chain: PlasmaChainInfo | None = wire(Optional(Nested(PlasmaChainInfo)))
+    height: int = wire(U64)  # the head the record is as of
+
+
+@RESPONSES.message(L1Type.PLASMA_BLOCK_RESULT)
+@dataclass(frozen=True, slots=True)
+class PlasmaBlockResult(Response):
+    request_id: int = wire(U32)
+    block: BlockCommit | None = wire(Optional(Nested(BlockCommit)))
+    height: int = wire(U64)
+
+
+@RESPONSES.message(L1Type.PLASMA_EXIT_RESULT)
+@dataclass(frozen=True, slots=True)
+class PlasmaExitResult(Response):
+    request_id: int = wire(U32)
+    exit: ExitRecord | None = wire(Optional(Nested(ExitRecord)))
+    height: int = wire(U64)

@@ -2,7 +2,8 @@
 
 `apply` checks the envelope (chain id, nonce, fee) and dispatches to the call's rule; on any
 `ChainError` the state is exactly as before. Accounts, transfers, the faucet and the secret
-registry live here; channel rules live in `p2pchan.l1.contract`.
+registry live here; channel rules live in `p2pchan.l1.contract`, child chains' in
+`p2pchan.l1.plasma_contract`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import ChainError
-from p2pchan.l1 import contract
+from p2pchan.l1 import contract, plasma_contract
 from p2pchan.l1.contract import CallContext
 from p2pchan.l1.events import Event, SecretRegistered
 from p2pchan.l1.state import ChainState
@@ -26,6 +27,12 @@ from p2pchan.l1.transactions import (
     ChannelUpdate,
     CooperativeSettleCall,
     FaucetGrant,
+    PlasmaChallengeExit,
+    PlasmaCreate,
+    PlasmaDeposit,
+    PlasmaFinalizeExits,
+    PlasmaStartExit,
+    PlasmaSubmitBlock,
     RegisterSecret,
     Transaction,
     Transfer,
@@ -64,6 +71,12 @@ _RULES: dict[type[Any], Callable[[CallContext, Any], list[Event]]] = {
     ChannelSettle: contract.settle,
     ChannelUnlock: contract.unlock,
     CooperativeSettleCall: contract.cooperative_settle,
+    PlasmaCreate: plasma_contract.create,
+    PlasmaSubmitBlock: plasma_contract.submit_block,
+    PlasmaDeposit: plasma_contract.deposit,
+    PlasmaStartExit: plasma_contract.start_exit,
+    PlasmaChallengeExit: plasma_contract.challenge_exit,
+    PlasmaFinalizeExits: plasma_contract.finalize_exits,
 }
 
 

@@ -37,6 +37,12 @@ from p2pchan.l1.api import (
     FaucetRequest,
     HeightResult,
     MineRequest,
+    PlasmaBlockRequest,
+    PlasmaBlockResult,
+    PlasmaChainRequest,
+    PlasmaChainResult,
+    PlasmaExitRequest,
+    PlasmaExitResult,
     Request,
     Response,
     SecretRequest,
@@ -52,9 +58,10 @@ from p2pchan.l1.api import (
     WaitRequest,
 )
 from p2pchan.l1.blocks import Block
+from p2pchan.l1.plasma_state import BlockCommit, ExitRecord, PlasmaChainInfo
 from p2pchan.l1.state import ChannelRecord
 from p2pchan.l1.transactions import SignedTransaction
-from p2pchan.types import Address, ChannelId, SecretHash, TxHash
+from p2pchan.types import Address, ChannelId, PlasmaId, SecretHash, TxHash
 from p2pchan.wire.codec import UnknownMessage
 from p2pchan.wire.framing import FrameDecoder, frame
 
@@ -212,6 +219,24 @@ class L1Client:
 
     async def transaction(self, tx_hash: TxHash) -> TransactionResult:
         return await self._call(lambda rid: TransactionRequest(rid, tx_hash), TransactionResult)
+
+    async def plasma_chain(self, plasma_id: PlasmaId) -> PlasmaChainInfo | None:
+        """A child chain's record as of the head, or None if there is no such chain."""
+        result = await self._call(lambda rid: PlasmaChainRequest(rid, plasma_id), PlasmaChainResult)
+        return result.chain
+
+    async def plasma_block(self, plasma_id: PlasmaId, blknum: int) -> BlockCommit | None:
+        """The root and commitment height of child block `blknum`, or None if not committed."""
+        result = await self._call(
+            lambda rid: PlasmaBlockRequest(rid, plasma_id, blknum), PlasmaBlockResult
+        )
+        return result.block
+
+    async def plasma_exit(self, plasma_id: PlasmaId, utxo_pos: int) -> ExitRecord | None:
+        result = await self._call(
+            lambda rid: PlasmaExitRequest(rid, plasma_id, utxo_pos), PlasmaExitResult
+        )
+        return result.exit
 
 
 @asynccontextmanager

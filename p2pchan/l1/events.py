@@ -9,10 +9,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from p2pchan.types import Address, ChannelId, Secret, SecretHash
+from p2pchan.l1.plasma_state import MAX_FINALIZE_PER_CALL
+from p2pchan.types import Address, ChannelId, PlasmaId, Secret, SecretHash
 from p2pchan.wire.codec import MessageRegistry
 from p2pchan.wire.fields import BYTES32, U64
-from p2pchan.wire.records import Record, wire
+from p2pchan.wire.records import NestedList, Record, wire
 
 
 @enum.unique
@@ -25,6 +26,12 @@ class EventType(enum.IntEnum):
     CHANNEL_COOPERATIVELY_SETTLED = 12
     CHANNEL_UNLOCKED = 14
     SECRET_REGISTERED = 16
+    PLASMA_CREATED = 18
+    PLASMA_BLOCK_SUBMITTED = 20
+    PLASMA_DEPOSITED = 22
+    PLASMA_EXIT_STARTED = 24
+    PLASMA_EXIT_CHALLENGED = 26
+    PLASMA_EXITS_FINALIZED = 28
 
 
 EVENTS = MessageRegistry("l1 event", EventType, max_message_size=4096)
@@ -103,3 +110,68 @@ class SecretRegistered(Event):
     secrethash: SecretHash = wire(BYTES32)
     secret: Secret = wire(BYTES32)
     block: int = wire(U64)
+
+
+# -- Plasma root contract --------------------------------------------------------------------
+
+
+@EVENTS.message(EventType.PLASMA_CREATED)
+@dataclass(frozen=True, slots=True)
+class PlasmaCreated(Event):
+    plasma_id: PlasmaId = wire(BYTES32)
+    operator: Address = wire(BYTES32)
+    exit_bond: int = wire(U64)
+    challenge_period: int = wire(U64)
+
+
+@EVENTS.message(EventType.PLASMA_BLOCK_SUBMITTED)
+@dataclass(frozen=True, slots=True)
+class PlasmaBlockSubmitted(Event):
+    plasma_id: PlasmaId = wire(BYTES32)
+    blknum: int = wire(U64)
+    root: bytes = wire(BYTES32)
+    height: int = wire(U64)  # the layer-1 block that committed it
+
+
+@EVENTS.message(EventType.PLASMA_DEPOSITED)
+@dataclass(frozen=True, slots=True)
+class PlasmaDeposited(Event):
+    plasma_id: PlasmaId = wire(BYTES32)
+    blknum: int = wire(U64)
+    owner: Address = wire(BYTES32)
+    amount: int = wire(U64)
+    height: int = wire(U64)
+
+
+@EVENTS.message(EventType.PLASMA_EXIT_STARTED)
+@dataclass(frozen=True, slots=True)
+class PlasmaExitStarted(Event):
+    plasma_id: PlasmaId = wire(BYTES32)
+    utxo_pos: int = wire(U64)
+    owner: Address = wire(BYTES32)
+    amount: int = wire(U64)
+    exitable_at: int = wire(U64)
+
+
+@EVENTS.message(EventType.PLASMA_EXIT_CHALLENGED)
+@dataclass(frozen=True, slots=True)
+class PlasmaExitChallenged(Event):
+    plasma_id: PlasmaId = wire(BYTES32)
+    utxo_pos: int = wire(U64)
+    challenger: Address = wire(BYTES32)
+    spending_pos: int = wire(U64)
+
+
+@dataclass(frozen=True, slots=True)
+class PaidExit(Record):
+    utxo_pos: int = wire(U64)
+    owner: Address = wire(BYTES32)
+    paid: int = wire(U64)  # the exit's amount, or less if the chain held less
+    bond: int = wire(U64)
+
+
+@EVENTS.message(EventType.PLASMA_EXITS_FINALIZED)
+@dataclass(frozen=True, slots=True)
+class PlasmaExitsFinalized(Event):
+    plasma_id: PlasmaId = wire(BYTES32)
+    exits: tuple[PaidExit, ...] = wire(NestedList(PaidExit, MAX_FINALIZE_PER_CALL))

@@ -36,6 +36,12 @@ from p2pchan.l1.api import (
     FaucetRequest,
     HeightResult,
     MineRequest,
+    PlasmaBlockRequest,
+    PlasmaBlockResult,
+    PlasmaChainRequest,
+    PlasmaChainResult,
+    PlasmaExitRequest,
+    PlasmaExitResult,
     Request,
     SecretRequest,
     SecretResult,
@@ -198,6 +204,8 @@ class _Connection:
                 return SecretResult(rid, service.confirmed.secrets.get(request.secrethash))
             if isinstance(request, BlockRequest):
                 return BlockResult(rid, service.block(request.height))
+            if isinstance(request, PlasmaChainRequest | PlasmaBlockRequest | PlasmaExitRequest):
+                return self._answer_plasma(request)
             if isinstance(request, TransactionRequest):
                 return TransactionResult(
                     rid,
@@ -207,6 +215,19 @@ class _Connection:
         except ChainError as error:
             return self._rejected(request, error)
         raise RemoteProtocolError(f"unexpected request {type(request).__name__}")
+
+    def _answer_plasma(
+        self, request: PlasmaChainRequest | PlasmaBlockRequest | PlasmaExitRequest
+    ) -> Record:
+        rid, height = request.request_id, self.service.head.height
+        chain = self.service.confirmed.plasma.get(request.plasma_id)
+        if isinstance(request, PlasmaChainRequest):
+            return PlasmaChainResult(rid, chain.info() if chain else None, height)
+        if isinstance(request, PlasmaBlockRequest):
+            commit = chain.blocks.get(request.blknum) if chain else None
+            return PlasmaBlockResult(rid, commit, height)
+        record = chain.exits.get(request.utxo_pos) if chain else None
+        return PlasmaExitResult(rid, record, height)
 
     async def _answer_when_included(self, admitted: SubmitResult) -> None:
         await self.service.wait_for_height(admitted.block)

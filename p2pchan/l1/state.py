@@ -1,4 +1,4 @@
-"""The layer-1 ledger state: accounts, channel records, the secret registry, and totals.
+"""The layer-1 ledger state: accounts, channel records, the secret registry, child chains, totals.
 
 Mutable on purpose (it is the hot path of the chain); only `p2pchan.l1.chain` and
 `p2pchan.l1.contract` change it, and they validate a whole call before changing anything.
@@ -10,7 +10,8 @@ import enum
 from dataclasses import dataclass, field
 
 from p2pchan.l1.genesis import Genesis
-from p2pchan.types import Address, ChainId, ChannelId, Locksroot, SecretHash
+from p2pchan.l1.plasma_state import PlasmaChain
+from p2pchan.types import Address, ChainId, ChannelId, Locksroot, PlasmaId, SecretHash
 from p2pchan.wire.fields import BOOL, BYTES32, U8, U64, Optional
 from p2pchan.wire.locks import EMPTY_LOCKSROOT
 from p2pchan.wire.records import Nested, Record, wire
@@ -102,6 +103,7 @@ class ChainState:
         default_factory=set
     )  # pairs with an unsettled channel
     secrets: dict[SecretHash, int] = field(default_factory=dict)  # secrethash -> block registered
+    plasma: dict[PlasmaId, PlasmaChain] = field(default_factory=dict)  # child chains
     supply: int = 0  # genesis allocations + faucet grants
     burned: int = 0  # fees
     faucet_grants: int = 0
@@ -126,4 +128,6 @@ class ChainState:
         return account.balance if account else 0
 
     def contract_holdings(self) -> int:
-        return sum(channel.held() for channel in self.channels.values())
+        """What the channel contract and the Plasma root contract hold together."""
+        channels = sum(channel.held() for channel in self.channels.values())
+        return channels + sum(chain.held() for chain in self.plasma.values())

@@ -14,15 +14,17 @@ from typing import ClassVar
 
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
+from p2pchan.crypto.merkle import PROOF_SIZE
 from p2pchan.crypto.signing import SigningTag, is_valid
 from p2pchan.errors import ChainError, RemoteProtocolError
-from p2pchan.types import Address, ChainId, ChannelId, Secret, TxHash
+from p2pchan.types import Address, ChainId, ChannelId, PlasmaId, Secret, TxHash
 from p2pchan.wire.balance_proof import SignedBalanceProof
 from p2pchan.wire.codec import pack, unpack
 from p2pchan.wire.coop_settle import MAX_COOP_SETTLE_DATA
 from p2pchan.wire.fields import BYTES32, SIGNATURE, U64, Bytes
 from p2pchan.wire.locks import LOCK_SIZE
-from p2pchan.wire.records import NestedList, Record, wire
+from p2pchan.wire.plasma import MAX_INPUTS, Confirmation, SignedPlasmaTx
+from p2pchan.wire.records import Nested, NestedList, Record, wire
 
 MAX_PENDING_LOCKS = 1000  # protocol bound per channel direction; nodes default to 483
 MAX_TX_BODY = 64 * 1024
@@ -42,6 +44,12 @@ class TxKind(enum.IntEnum):
     COOPERATIVE_SETTLE = 8
     REGISTER_SECRET = 9
     FAUCET = 10
+    PLASMA_CREATE = 11
+    PLASMA_SUBMIT_BLOCK = 12
+    PLASMA_DEPOSIT = 13
+    PLASMA_START_EXIT = 14
+    PLASMA_CHALLENGE_EXIT = 15
+    PLASMA_FINALIZE_EXITS = 16
 
 
 class Call(Record):
@@ -121,6 +129,65 @@ class FaucetGrant(Call):
     amount: int = wire(U64)
 
 
+# -- Plasma root contract (p2pchan.l1.plasma_contract) --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlasmaCreate(Call):
+    KIND = TxKind.PLASMA_CREATE
+    exit_bond: int = wire(U64)
+    challenge_period: int = wire(U64)
+
+
+@dataclass(frozen=True, slots=True)
+class PlasmaSubmitBlock(Call):
+    KIND = TxKind.PLASMA_SUBMIT_BLOCK
+    plasma_id: PlasmaId = wire(BYTES32)
+    root: bytes = wire(BYTES32)
+
+
+@dataclass(frozen=True, slots=True)
+class PlasmaDeposit(Call):
+    KIND = TxKind.PLASMA_DEPOSIT
+    plasma_id: PlasmaId = wire(BYTES32)
+    amount: int = wire(U64)
+
+
+@dataclass(frozen=True, slots=True)
+class PlasmaStartExit(Call):
+    """Exit output `utxo_pos` of `tx`: its Merkle proof in that block (empty for a deposit)
+    and one confirmation per input, in input order (none for a deposit)."""
+
+    KIND = TxKind.PLASMA_START_EXIT
+    plasma_id: PlasmaId = wire(BYTES32)
+    utxo_pos: int = wire(U64)
+    tx: SignedPlasmaTx = wire(Nested(SignedPlasmaTx))
+    proof: bytes = wire(Bytes(max_size=PROOF_SIZE))
+    confirmations: tuple[Confirmation, ...] = wire(NestedList(Confirmation, MAX_INPUTS))
+
+
+@dataclass(frozen=True, slots=True)
+class PlasmaChallengeExit(Call):
+    """Challenge the exit of `utxo_pos` with the transaction at `spending_pos` (its block and
+    index as a position with output index 0) that spends it, and the exiting owner's
+    confirmation of it."""
+
+    KIND = TxKind.PLASMA_CHALLENGE_EXIT
+    plasma_id: PlasmaId = wire(BYTES32)
+    utxo_pos: int = wire(U64)
+    spending_pos: int = wire(U64)
+    spending_tx: SignedPlasmaTx = wire(Nested(SignedPlasmaTx))
+    proof: bytes = wire(Bytes(size=PROOF_SIZE))
+    confirmation: bytes = wire(SIGNATURE)
+
+
+@dataclass(frozen=True, slots=True)
+class PlasmaFinalizeExits(Call):
+    KIND = TxKind.PLASMA_FINALIZE_EXITS
+    plasma_id: PlasmaId = wire(BYTES32)
+    max_count: int = wire(U64)
+
+
 CALLS: dict[int, type[Call]] = {
     cls.KIND: cls
     for cls in (
@@ -134,6 +201,12 @@ CALLS: dict[int, type[Call]] = {
         CooperativeSettleCall,
         RegisterSecret,
         FaucetGrant,
+        PlasmaCreate,
+        PlasmaSubmitBlock,
+        PlasmaDeposit,
+        PlasmaStartExit,
+        PlasmaChallengeExit,
+        PlasmaFinalizeExits,
     )
 }
 assert set(CALLS) == set(TxKind), "every TxKind needs a call record"

@@ -14,8 +14,18 @@ from p2pchan.crypto.keys import Identity
 from p2pchan.errors import ChainError
 from p2pchan.l1.api import AccountResult, SubmitResult
 from p2pchan.l1.contract import channel_id_for
-from p2pchan.l1.transactions import Call, ChannelOpen, SignedTransaction, sign_transaction
-from p2pchan.types import Address, ChainId, ChannelId
+from p2pchan.l1.plasma_contract import plasma_id_for
+from p2pchan.l1.plasma_state import MAX_FINALIZE_PER_CALL
+from p2pchan.l1.transactions import (
+    Call,
+    ChannelOpen,
+    PlasmaCreate,
+    PlasmaDeposit,
+    PlasmaFinalizeExits,
+    SignedTransaction,
+    sign_transaction,
+)
+from p2pchan.types import Address, ChainId, ChannelId, PlasmaId
 
 
 class L1Api(Protocol):
@@ -54,6 +64,23 @@ class Wallet:
         """Open a channel; its id follows from the opening transaction's nonce."""
         nonce, result = await self._send(ChannelOpen(partner, settle_timeout), wait=wait)
         return channel_id_for(self.chain_id, self.identity.node_id, nonce), result
+
+    async def create_plasma(
+        self, exit_bond: int, challenge_period: int, *, wait: bool = False
+    ) -> tuple[PlasmaId, SubmitResult]:
+        """Create a child chain operated by this identity; its id follows from the nonce."""
+        nonce, result = await self._send(PlasmaCreate(exit_bond, challenge_period), wait=wait)
+        return plasma_id_for(self.chain_id, self.identity.node_id, nonce), result
+
+    async def plasma_deposit(
+        self, plasma_id: PlasmaId, amount: int, *, wait: bool = False
+    ) -> SubmitResult:
+        return await self.send(PlasmaDeposit(plasma_id, amount), wait=wait)
+
+    async def plasma_finalize_exits(
+        self, plasma_id: PlasmaId, max_count: int = MAX_FINALIZE_PER_CALL, *, wait: bool = False
+    ) -> SubmitResult:
+        return await self.send(PlasmaFinalizeExits(plasma_id, max_count), wait=wait)
 
     async def _send(self, call: Call, *, wait: bool) -> tuple[int, SubmitResult]:
         async with self._lock:

@@ -18,10 +18,11 @@ import trio
 from p2pchan.errors import ChainError
 from p2pchan.l1.api import AccountResult, StatusResult, SubmitResult, TransactionResult
 from p2pchan.l1.client import L1Client, L1Unavailable
+from p2pchan.l1.plasma_state import BlockCommit, ExitRecord, PlasmaChainInfo
 from p2pchan.l1.state import ChannelRecord
 from p2pchan.l1.transactions import SignedTransaction
 from p2pchan.log import Throttle
-from p2pchan.types import Address, ChannelId, SecretHash, TxHash
+from p2pchan.types import Address, ChannelId, PlasmaId, SecretHash, TxHash
 
 log = structlog.get_logger(__name__)
 
@@ -92,3 +93,12 @@ class L1Link:
 
     async def transaction(self, tx_hash: TxHash) -> TransactionResult:
         return await self._call(lambda c: c.transaction(tx_hash))
+
+    async def plasma_chain(self, plasma_id: PlasmaId) -> PlasmaChainInfo | None:
+        return await self._call(lambda c: c.plasma_chain(plasma_id))
+
+    async def plasma_block(self, plasma_id: PlasmaId, blknum: int) -> BlockCommit | None:
+        return await self._call(lambda c: c.plasma_block(plasma_id, blknum))
+
+    async def plasma_exit(self, plasma_id: PlasmaId, utxo_pos: int) -> ExitRecord | None:
+        return await self._call(lambda c: c.plasma_exit(plasma_id, utxo_pos))

@@ -21,6 +21,7 @@ from p2pchan.l1 import chain
 from p2pchan.l1.contract import channel_id_for
 from p2pchan.l1.events import Event
 from p2pchan.l1.genesis import Allocation, GenesisSpec
+from p2pchan.l1.plasma_state import PlasmaChain
 from p2pchan.l1.state import ChainState, ChannelRecord
 from p2pchan.l1.transactions import (
     Call,
@@ -67,6 +68,18 @@ def snapshot(state: ChainState) -> dict[str, Any]:
         "supply": state.supply,
         "burned": state.burned,
         "faucet_grants": state.faucet_grants,
+        "plasma": {plasma_id: plasma_snapshot(chain) for plasma_id, chain in state.plasma.items()},
+    }
+
+
+def plasma_snapshot(chain: PlasmaChain) -> dict[str, Any]:
+    """A child chain's whole record as plain values."""
+    return {
+        "info": chain.info().to_wire(),
+        "deposits_since_block": chain.deposits_since_block,
+        "blocks": {blknum: commit.to_wire() for blknum, commit in chain.blocks.items()},
+        "exits": {position: record.to_wire() for position, record in chain.exits.items()},
+        "queue": list(chain.queue),
     }
 
 

@@ -17,7 +17,25 @@ from pathlib import Path
 import p2pchan
 
 PURE_PACKAGES = ("core", "wire", "crypto")
-PURE_CHAIN_MODULES = ("chain", "contract", "state", "transactions")
+PURE_CHAIN_MODULES = (
+    "chain",
+    "contract",
+    "state",
+    "transactions",
+    "events",
+    "blocks",
+    "genesis",
+    "plasma_contract",
+    "plasma_state",
+)
+# The Plasma package is pure except for these shell modules; a new module is checked by default.
+PLASMA_SHELL_MODULES = (
+    "operator_server",
+    "operator_l1",
+    "operator_rpc",
+    "operator_store",
+    "client",
+)
 
 
 def pure_modules() -> list[str]:
@@ -29,7 +47,27 @@ def pure_modules() -> list[str]:
         for info in pkgutil.walk_packages([str(root / package)], prefix=f"p2pchan.{package}."):
             modules.append(info.name)
     modules += [f"p2pchan.l1.{name}" for name in PURE_CHAIN_MODULES]
+    modules += [
+        f"p2pchan.plasma.{info.name}"
+        for info in pkgutil.iter_modules([str(root / "plasma")])
+        if info.name not in PLASMA_SHELL_MODULES
+    ]
     return sorted(modules)
+
+
+def imported_after(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    """The modules under `prefixes` that importing `modules` pulls in (in a fresh interpreter)."""
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"print('\\n'.join(m for m in sys.modules if m.startswith({prefixes!r})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
 
 
 def test_the_pure_modules_are_found() -> None:
@@ -91,3 +129,11 @@ def test_the_shared_formats_and_layer_1_import_nothing_of_the_node() -> None:
                 if name.startswith(("p2pchan.core", "p2pchan.net", "p2pchan.storage"))
             }
             assert not upward, f"{module} imports {sorted(upward)}"
+
+
+def test_layer_1_never_imports_plasma_nor_the_node() -> None:
+    """Layer 1 reads Plasma's byte formats from `wire/` and `crypto/`, never the Plasma core
+    (which sits above it) nor the node's shell."""
+    root = Path(p2pchan.__file__).parent
+    l1_modules = [f"p2pchan.l1.{info.name}" for info in pkgutil.iter_modules([str(root / "l1")])]
+    assert imported_after(l1_modules, ("p2pchan.plasma", "p2pchan.net")) == []

@@ -121,3 +121,31 @@ def chain_channel(channel: ChannelId, a: Identity, b: Identity) -> ChainChannel:
 
 def state_of(owner: Identity, **config: int) -> GossipState:
     return GossipState(GossipConfig(CHAIN, owner.node_id, **config))  # type: ignore[arg-type]
+
+
+def snapshot(state: GossipState) -> object:
+    """Everything a refused input must leave as it was, the routing graph included."""
+    graph = state.graph
+    return (
+        dict(state.channels),
+        dict(state.updates),
+        dict(state.nodes),
+        dict(state.update_rates),
+        dict(state.node_rates),
+        [
+            list(queue.items())
+            for queue in (state.held_announcements, state.held_updates, state.held_nodes)
+        ],
+        dict(state.partner_signatures),
+        dict(state.local),
+        state.own_node,
+        [(key, pending.message, set(pending.origins)) for key, pending in state.outbox.items()],
+        dict(state.sync_requests),
+        sorted(graph.channels(), key=lambda c: c.channel_id),
+        sorted(
+            (edge.channel_id, edge.source, edge.policy)
+            for channel in graph.channels()
+            for edge in graph.channel_edges(channel.channel_id)
+        ),
+        sorted((node_id, graph.node(node_id)) for node_id in graph.node_ids()),
+    )

@@ -247,3 +247,20 @@ def test_closing_our_channel_forgets_our_record_of_it(chain: ChainChannels) -> N
     assert alice.local == {}
     [send] = machine.on_peer_connected(alice, BOB.node_id, NOW_MS)
     assert isinstance(send, SendGossip) and len(send.messages) == 1
+
+
+def test_a_partner_that_lost_our_half_gets_the_whole_announcement(chain: ChainChannels) -> None:
+    alice, bob = state_of(ALICE), state_of(BOB)
+    [half_a] = sent_to(usable(alice, chain, ALICE, BOB), BOB.node_id)
+    [half_b] = sent_to(usable(bob, chain, BOB, ALICE), ALICE.node_id)
+    machine.on_gossip(alice, BOB.node_id, half_b, NOW_MS, chain)  # Alice complete; half_a lost
+    [send] = machine.on_peer_connected(bob, ALICE.node_id, NOW_MS)
+    assert isinstance(send, SendGossip)
+    answer = machine.on_gossip(alice, BOB.node_id, send.messages[1], NOW_MS, chain)
+    [batch] = sent_to(answer, BOB.node_id)
+    machine.on_gossip(bob, ALICE.node_id, batch, NOW_MS, chain)
+    assert bob.local[AB].complete and bob.graph.channel(AB) is not None
+    # A late copy of Alice's half gets her the announcement back, which she takes as a
+    # duplicate and answers nothing: no ping-pong.
+    [back] = sent_to(machine.on_gossip(bob, ALICE.node_id, half_a, NOW_MS, chain), ALICE.node_id)
+    assert machine.on_gossip(alice, BOB.node_id, back, NOW_MS, chain) == []

@@ -47,6 +47,7 @@ from p2pchan.wire.gossip_messages import (
     ChannelAnnouncement,
     ChannelUpdate,
     ChannelUpdateBody,
+    GossipBatch,
     NodeAnnouncement,
     NodeAnnouncementBody,
     announcement_data,
@@ -172,9 +173,14 @@ def receive_announcement_signature(
     """The partner's half of a channel announcement: combine it with ours, or keep it until
     our side of the channel is usable."""
     channel_id = message.channel_id
-    if channel_id in state.channels:
-        raise GossipRefused("duplicate", "channel already announced")
     local = state.local.get(channel_id)
+    known = state.channels.get(channel_id)
+    if known is not None:
+        if local is not None and local.partner == peer:
+            # The partner lacks our half (it re-sends its own only while incomplete): the
+            # whole announcement completes it, and it answers nothing back (no ping-pong).
+            step.send(peer, GossipBatch((known.announcement,)))
+        raise GossipRefused("duplicate", "channel already announced")
     if local is not None and local.partner != peer:
         raise InvalidGossip(
             "not_partner", "announcement_signature from a node not in the channel", NOT_PARTNER

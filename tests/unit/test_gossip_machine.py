@@ -605,3 +605,13 @@ def test_the_routing_graph_is_usable_for_routes_after_gossip(
         now_ms=NOW_MS,
     )
     assert [hop.channel_id for hop in route.hops] == [AB]
+
+
+def test_a_batch_stops_being_checked_once_its_faults_are_worth_a_ban(
+    carol: GossipState, chain: ChainChannels
+) -> None:
+    announced(carol, chain)
+    bad = [forged(update(AB, ALICE, NOW_MS + index), MALLORY) for index in range(20)]
+    outputs = receive(carol, GossipBatch((*bad, update(AB, BOB))), chain)  # type: ignore[arg-type]
+    assert sum(fault.points for fault in faults(outputs)) == 100
+    assert carol.graph.policy(AB, BOB.node_id) is None  # the rest was not looked at

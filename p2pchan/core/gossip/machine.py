@@ -73,6 +73,7 @@ __all__ = [
 ]
 
 SYNC_FLOOD = 10  # points for asking for a full sync twice in one session and one minute
+BATCH_FAULT_LIMIT = 100  # the rest of a batch is dropped once its faults add up to this
 
 
 def on_gossip(
@@ -83,6 +84,8 @@ def on_gossip(
         if isinstance(message, GossipBatch):
             for item in message.messages:
                 process_flooded(state, step, from_peer, item, now_ms, chain)
+                if step.scored_points() >= BATCH_FAULT_LIMIT:
+                    break  # a ban's worth already: spend no more signature checks on it
         elif isinstance(message, FloodMessage):
             process_flooded(state, step, from_peer, message, now_ms, chain)
         elif isinstance(message, AnnouncementSignature):

@@ -126,6 +126,10 @@ class Step:
         if peer is not None and error.points:
             self.faults.append(NotifyFault(peer, error.points, str(error), error.budgeted))
 
+    def scored_points(self) -> int:
+        """Points of the faults so far that are scored whatever the budget."""
+        return sum(fault.points for fault in self.faults if not fault.budgeted)
+
     def send(self, peer: NodeId, *messages: GossipMessage) -> None:
         self.sends.append(SendGossip(peer, messages))
 

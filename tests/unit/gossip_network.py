@@ -37,6 +37,7 @@ class Network:
         self.faults: list[NotifyFault] = []
         self.now_ms = NOW_MS
         self.frames = 0
+        self.frames_by_sender: Counter[NodeId] = Counter()
 
     def add(self, name: str) -> NodeId:
         me = identity(name)
@@ -64,6 +65,7 @@ class Network:
             for target in targets:
                 for message in output.messages:
                     self.frames += 1
+                    self.frames_by_sender[sender] += 1
                     self.in_flight.append((sender, target, message))
                     if output.peer is None and isinstance(message, GossipBatch):
                         for item in message.messages:  # relayed in the flood

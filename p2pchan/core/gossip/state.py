@@ -2,8 +2,8 @@
 
 `GossipState` is mutable, like the routing graph it keeps in sync: gossip arrives in floods, and
 copying tables of thousands of entries per message would cost more than the work itself. Only
-the functions of `machine.py` and `local.py` write it, and each checks an input completely before
-writing anything, so a refused input leaves it untouched.
+the functions of this package write it (`receive.py`, `local.py`, `machine.py`), and each checks
+an input completely before writing anything, so a refused input leaves it untouched.
 
 The limits are the protocol's (docs/PROTOCOL.md, "Gossip"): a two-week horizon, ten minutes of
 clock skew, a rate per channel direction of one update a minute with a burst of ten, and short,
@@ -153,10 +153,6 @@ class HeldQueue(Generic[K]):
         self._entries[key] = held
         self._by_peer[held.peer] = self._by_peer.get(held.peer, 0) + 1
         return True
-
-    def replace(self, key: K, held: Held) -> None:
-        """Update an entry in place (same peer), keeping its position."""
-        self._entries[key] = held
 
     def pop(self, key: K) -> Held | None:
         held = self._entries.pop(key, None)

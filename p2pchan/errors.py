@@ -25,6 +25,31 @@ class RemoteProtocolError(ProtocolError):
     """The other side sent something malformed or not allowed."""
 
 
+class GossipRefused(ProtocolError):
+    """Gossip not taken, through no proven fault of its sender: stale, a duplicate, or about a
+    channel layer 1 shows closed a moment before the sender saw it. Dropped, not scored.
+    `code` is a stable machine-readable reason."""
+
+    points = 0
+    budgeted = False
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class InvalidGossip(GossipRefused, RemoteProtocolError):
+    """Gossip refused as its sender's fault, which costs it `points`. A `budgeted` fault is one
+    an honest peer commits now and then by timing (it relayed what it saw a block before us):
+    scored only beyond a small budget per minute."""
+
+    def __init__(self, code: str, message: str, points: int, *, budgeted: bool = False) -> None:
+        super().__init__(code, message)
+        self.points = points
+        self.budgeted = budgeted
+
+
 class CryptoError(P2pchanError):
     """A signature, key or ciphertext failed a check."""
 

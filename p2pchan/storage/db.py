@@ -64,6 +64,30 @@ MIGRATIONS: list[str] = [
         block INTEGER NOT NULL
     );
     """,
+    """
+    CREATE TABLE gossip_channels (
+        channel_id BLOB PRIMARY KEY,
+        record BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE gossip_updates (
+        channel_id BLOB NOT NULL,
+        from_node BLOB NOT NULL,
+        message BLOB NOT NULL,
+        PRIMARY KEY (channel_id, from_node)
+    ) WITHOUT ROWID;
+    CREATE TABLE gossip_nodes (
+        node_id BLOB PRIMARY KEY,
+        message BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE gossip_local (
+        channel_id BLOB PRIMARY KEY,
+        record BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE chain_channels (
+        channel_id BLOB PRIMARY KEY,
+        record BLOB NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

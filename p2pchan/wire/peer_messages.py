@@ -39,6 +39,13 @@ class PeerType(enum.IntEnum):
     CHANNEL_SYNC = 48
     SETTLE_REQUEST = 50
     SETTLE_RESPONSE = 52
+    # gossip (p2pchan/wire/gossip_messages.py)
+    CHANNEL_ANNOUNCEMENT = 64
+    ANNOUNCEMENT_SIGNATURE = 66
+    CHANNEL_UPDATE = 68
+    NODE_ANNOUNCEMENT = 70
+    GOSSIP_FILTER = 72
+    GOSSIP_BATCH = 74
 
 
 PEER_MESSAGES = MessageRegistry("peer", PeerType, max_message_size=MAX_BODY_SIZE)

@@ -88,6 +88,17 @@ MIGRATIONS: list[str] = [
         record BLOB NOT NULL
     ) WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE forwards (
+        secrethash BLOB PRIMARY KEY,
+        record BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE onion_replays (
+        tag BLOB PRIMARY KEY,
+        expiration INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX onion_replays_by_expiration ON onion_replays (expiration);
+    """,
 ]
 
 

@@ -38,11 +38,15 @@ class FakeSession:
     node_id: bytes
     sent: list[ChannelMessage] = field(default_factory=list)
     on_send: Any = None
+    faults: list[float] = field(default_factory=list)
 
     async def send(self, message: ChannelMessage) -> None:
         if self.on_send is not None:
             self.on_send(message)
         self.sent.append(message)
+
+    def fault(self, points: float, reason: str, *, budgeted: bool = False) -> None:
+        self.faults.append(points)
 
 
 @dataclass
@@ -159,9 +163,10 @@ async def test_payments_submitted_together_share_one_step_and_one_write(setup: S
         assert len(transfer.locks) == 20 and writes == 1
 
 
-async def test_the_faults_of_a_step_come_back_to_be_scored(setup: Setup) -> None:
+async def test_the_faults_of_a_step_are_scored_against_the_peer(setup: Setup) -> None:
     with trio.fail_after(5):
         bogus = Processed(CHANNEL, 1, bytes(64))  # acks nothing we sent
         received = ReceiveChannelMessages(setup.partner.node_id, CHANNEL, (bogus,), now_ms())
         outputs = await setup.driver.step([received])
         assert [fault.points for fault in faults_of(outputs)] == [20]
+        assert setup.session.faults == [20]

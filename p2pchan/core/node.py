@@ -55,7 +55,7 @@ from p2pchan.core.inputs import (
     Resume,
     Tick,
 )
-from p2pchan.core.invoice import Invoice, encode_invoice
+from p2pchan.core.invoice import Invoice, encode_invoice, encode_route_hints
 from p2pchan.core.outputs import (
     ContractSend,
     NotifyFault,
@@ -75,7 +75,7 @@ from p2pchan.core.outputs import (
     SendMessage,
     from_gossip,
 )
-from p2pchan.core.payment import incoming, mediator, payee, payer
+from p2pchan.core.payment import incoming, mediator, payee, payer, routes
 from p2pchan.core.payment.incoming import Final, Onward, Unreadable
 from p2pchan.core.payment.records import InvoiceRecord
 from p2pchan.core.payment.state import ForwardStatus, OpenInvoice, PayeeStatus
@@ -204,6 +204,7 @@ def _pay(state: NodeState, event: ActionPay) -> list[Output]:
         payload_secret=None,
         known_secret=None,
         min_lock_timeout=invoice.min_final_lock_timeout,
+        hints=invoice.hints(),
     )
 
 
@@ -220,7 +221,7 @@ def _create_invoice(state: NodeState, event: ActionCreateInvoice) -> list[Output
         event.expiry_seconds,
         state.config.reveal_timeout + 1,
         event.description,
-        b"",
+        encode_route_hints(routes.invoice_hints(state)),
     )
     encoded = encode_invoice(state.identity, invoice)
     record = InvoiceRecord(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from p2pchan.core.channel.machine import ClaimLocks, FailLocks, QueueLocks
+from p2pchan.core.channel.machine import ClaimLocks, FailLocks, QueueLocks, UnlockLocks
 from p2pchan.core.channel.state import Channel
 from p2pchan.core.outputs import (
     NotifyPaymentFinal,
@@ -40,7 +40,7 @@ from p2pchan.core.payment.incoming import Onward
 from p2pchan.core.payment.records import PaymentRecord, outcome_of
 from p2pchan.core.payment.state import Forward, ForwardStatus
 from p2pchan.core.state import NodeState
-from p2pchan.core.timing import too_close_to_claim, too_far_to_forward
+from p2pchan.core.timing import may_unlock_downstream, too_close_to_claim, too_far_to_forward
 from p2pchan.crypto.sphinx_failure import wrap_failure
 from p2pchan.types import ChannelId, Secret, SecretHash
 from p2pchan.wire.codec import pack
@@ -207,8 +207,6 @@ def secret_learned(
 ) -> tuple[bool, list[Output]]:
     """The next hop revealed the secret (or layer 1 showed it): store it, claim upstream.
     Returns whether to unlock the outgoing lock off-chain now."""
-    from p2pchan.core.timing import may_unlock_downstream
-
     forward = state.payments.forwards.get(secrethash)
     if forward is None:
         return True, []
@@ -277,7 +275,13 @@ def upstream_paid(state: NodeState, secrethash: SecretHash) -> list[Output]:
     if forward is None:
         return []
     forward = forward.moved_to(ForwardStatus.SUCCEEDED)
-    return _final(state, forward, "succeeded", "")
+    outputs = _final(state, forward, "succeeded", "")
+    if forward.secret is not None:
+        # Paid: the outgoing lock may be unlocked off-chain now, however close its expiry (a
+        # no-op if it was unlocked already).
+        unlock = UnlockLocks({secrethash: forward.secret})
+        outputs.append(SendHop(forward.out_channel, unlock))
+    return outputs
 
 
 def upstream_removed(state: NodeState, secrethash: SecretHash) -> list[Output]:

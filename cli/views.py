@@ -17,6 +17,7 @@ from p2pchan_cli.render import (
     milliseconds,
     relative_time,
     route_text,
+    short_id,
     text_of,
     utc_time,
 )
@@ -118,8 +119,21 @@ def decoded_invoice_view(invoice: Mapping[str, Any], now_ms: int) -> str:
             ("created", utc_time(invoice.get("created_ms"))),
             ("expires", when),
             ("final lock", f"at least {text_of(invoice.get('min_final_lock_timeout'))} blocks"),
-            ("route hints", text_of(hints) if hints else "none"),
+            ("route hints", _hints_text(hints)),
         ]
+    )
+
+
+def _hints_text(hints: Any) -> str:
+    """`via 8384c9a4…1c93f3 (1+100ppm), ...`: the nodes the payee can be reached from."""
+    if not isinstance(hints, list) or not hints:
+        return "none"
+    return ", ".join(
+        f"via {short_id(h.get('node_id'))} ({text_of(h.get('fee_base'))}+"
+        f"{text_of(h.get('fee_ppm'))}ppm)"
+        if isinstance(h, Mapping)
+        else text_of(h)
+        for h in hints
     )
 
 

@@ -292,6 +292,9 @@ def test_a_decoded_invoice_says_when_it_expires() -> None:
     text = decoded_invoice_view(decoded, NOW_MS)
     assert "expires       2026-11-30 14:19 UTC (in 59 min)" in text
     assert "description   -" in text and "route hints   none" in text
+    hint = {"node_id": BOB, "channel_id": CHANNEL, "fee_base": 1, "fee_ppm": 100}
+    text = decoded_invoice_view({**decoded, "route_hints": [hint]}, NOW_MS)
+    assert f"route hints   via {BOB[:8]}…{BOB[-6:]} (1+100ppm)" in text
 
 
 def test_a_batch_summary_lists_its_failure_reasons_by_count() -> None:

@@ -146,7 +146,10 @@ async def test_safe_defaults_timeouts_records_and_logs(
             "payment_hash": invoice["payment_hash"],
             "description": "tea",
         }
-        assert decoded["route_hints"] == [] and decoded["expiry_seconds"] == 3600
+        assert decoded["expiry_seconds"] == 3600
+        # Bob's channel with alice is a way to reach him (alice's fees as gossip told him).
+        [hint] = decoded["route_hints"]
+        assert hint["node_id"] == story.alice_id and hint["channel_id"] == channel_id
         stranger = Identity.generate()
         foreign = Invoice(
             ChainId(bytes(32)), stranger.node_id, 5, SecretHash(bytes(32)), 0, 60, 11, "", b""

@@ -102,9 +102,11 @@ def _check(
     height = state.height
 
     def refuse(
-        reason: str, code: FailureCode, channel: ChannelId | None = None, update: bytes = b""
+        reason: str, code: FailureCode, channel: ChannelId | None = None, update: bool = False
     ) -> Refusal:
-        return Refusal(reason, incoming.sealed(secret, code, channel, update))
+        """`update`: a fee or limit failure carries our current signed channel_update."""
+        signed = _signed_update(state, channel) if update and channel is not None else b""
+        return Refusal(reason, incoming.sealed(secret, code, channel, signed))
 
     if payload.expiration_block != lock.expiration_block:
         return refuse("the payload's expiry is not the lock's", FailureCode.BAD_PAYLOAD)
@@ -129,24 +131,18 @@ def _check(
             "expires too far ahead for the next channel", FailureCode.EXPIRY_TOO_FAR, out_id
         )
     policies = policies_for(state, out_id)
-    update = _signed_update(state, out_id)
     current = policies[0]
     if current.disabled:
-        return refuse(
-            "forwarding over this channel is disabled",
-            FailureCode.TEMPORARY_CHANNEL_FAILURE,
-            out_id,
-            update,
-        )
+        reason = "forwarding over this channel is disabled"
+        return refuse(reason, FailureCode.TEMPORARY_CHANNEL_FAILURE, out_id, update=True)
     if payload.amount < current.min_amount:
-        return refuse("below our minimum", FailureCode.AMOUNT_BELOW_MINIMUM, out_id, update)
+        return refuse("below our minimum", FailureCode.AMOUNT_BELOW_MINIMUM, out_id, update=True)
     if payload.amount > current.max_amount:
-        return refuse("above our maximum", FailureCode.AMOUNT_ABOVE_MAXIMUM, out_id, update)
+        return refuse("above our maximum", FailureCode.AMOUNT_ABOVE_MAXIMUM, out_id, update=True)
     fee = lock.amount - payload.amount
     if not any(fee >= forwarding_fee(payload.amount, p.fee_base, p.fee_ppm) for p in policies):
-        return refuse(
-            f"a fee of {fee} is below our policy", FailureCode.FEE_INSUFFICIENT, out_id, update
-        )
+        reason = f"a fee of {fee} is below our policy"
+        return refuse(reason, FailureCode.FEE_INSUFFICIENT, out_id, update=True)
     return out
 
 

@@ -1,11 +1,14 @@
 """The node's composition root: identity, store, layer 1, the driver of the node's core, peers,
-the chain watcher, RPC.
+the chain watcher, the Plasma wallets, RPC.
 
 `open_node` loads everything that can fail before serving (key file permissions, the data dir
 lock, the database, layer 1's chain id, which must match the one this data dir was created for).
 `Node.run` then starts in the order crash safety needs: the stored state is loaded (when the node
 is built), the chain watcher catches up with every block missed while down, and only then are
-peers redialled (and re-synced) and the RPC and the `node.json` ready file offered.
+peers redialled (and re-synced) and the RPC and the `node.json` ready file offered. The watcher
+of each joined child chain starts with them, replays its chain from layer 1 on its own
+subscription, and acts only once caught up (see `net/plasma_watch.py`); the channels do not
+wait for it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from p2pchan.l1.wallet import Wallet
 from p2pchan.net.api import channels as channels_api
 from p2pchan.net.api import node as node_api
 from p2pchan.net.api import payments as payments_api
+from p2pchan.net.api import plasma as plasma_api
 from p2pchan.net.api.context import NodeContext
 from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.chain_watch import ChainWatcher
@@ -40,6 +44,7 @@ from p2pchan.net.l1_link import L1Link
 from p2pchan.net.misbehave import Attacks, attack_messages
 from p2pchan.net.peer import PeerSession
 from p2pchan.net.peers import PeerManager
+from p2pchan.net.plasma_wallets import PlasmaWallets
 from p2pchan.net.rpc import RpcServer
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.storage.node_store import load_state
@@ -125,11 +130,21 @@ class Node:
             processed=state.height,
             after_block=self._attack if self.attacks else None,
         )
+        self.plasma = PlasmaWallets(
+            identity, chain_id, database, self.actions, self.wallet, self.link, dev=config.dev
+        )
         self.rpc = RpcServer()
         context = NodeContext(
-            config, identity, self.driver, self.peers, self.link, self.wallet, self.chain
+            config,
+            identity,
+            self.driver,
+            self.peers,
+            self.link,
+            self.wallet,
+            self.chain,
+            self.plasma,
         )
-        for area in (node_api, channels_api, payments_api):
+        for area in (node_api, channels_api, payments_api, plasma_api):
             area.register(self.rpc, context)
         self._cancel_scope = trio.CancelScope()
 
@@ -188,6 +203,7 @@ class Node:
                     height = await nursery.start(self.chain.run)  # caught up: now peers
                     channels = len(self.driver.state.channels)
                     log.info("node_caught_up", height=height, channels=channels)
+                    await nursery.start(self.plasma.run)
                     port = await nursery.start(
                         self.peers.run, self.config.listen_host, self.config.listen_port
                     )

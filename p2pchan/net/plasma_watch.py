@@ -137,6 +137,7 @@ class PlasmaWatch:
         self._undelivered: dict[tuple[bytes, Address], Confirmation] = {}
         self._deliver = trio.Event()
         self._unsubmitted: dict[bytes, SignedPlasmaTx] = {}
+        self._admitted: dict[bytes, int] = {}  # tx hash: the block the operator put it in
         self._resubmitting = False
         self._asking: set[bytes] = set()
         self._claimed_deposits: set[int] = set()
@@ -289,10 +290,25 @@ class PlasmaWatch:
                 self.actions.request_call(f"plasma_finalize:{pid}", call)
             elif isinstance(output, FetchConfirmations):
                 self._ask_confirmations(output.tx_hash)
+        if acting:
+            self._note_lost_admissions()
         if acting and self._unsubmitted and not self._resubmitting and self.machine.bad is None:
             self._resubmitting = True
             assert self._nursery is not None
             self._nursery.start_soon(self._resubmit)
+
+    def _note_lost_admissions(self) -> None:
+        """A transaction the operator admitted into a block we have checked without finding it
+        there was lost (an operator crash before the block was durable): hand it over again."""
+        checked = self.machine.chain.checked_through
+        for tx_hash, blknum in list(self._admitted.items()):
+            sent = self.machine.sent.get(tx_hash)
+            if sent is None or sent.confirmed_in is not None:
+                del self._admitted[tx_hash]
+            elif checked >= blknum:
+                del self._admitted[tx_hash]
+                self._unsubmitted[tx_hash] = sent.signed
+                log.info("plasma_tx_lost_by_operator", tx_hash=tx_hash.hex(), blknum=blknum)
 
     def _changed_now(self) -> None:
         self._changed.set()
@@ -415,6 +431,7 @@ class PlasmaWatch:
             await self._refused(signed.tx_hash)
             raise
         self._unsubmitted.pop(signed.tx_hash, None)
+        self._admitted[signed.tx_hash] = result.blknum
         log.info("plasma_tx_submitted", tx_hash=signed.tx_hash.hex(), blknum=result.blknum)
         return result
 

@@ -31,12 +31,11 @@ def output_status(machine: WatcherMachine, position: int) -> str:
         return "spent"
     if view is not None:
         return "exiting"
-    if position in machine.in_flight:
+    confirmed = machine.confirmed(position)
+    if position in machine.exit_duties and confirmed:
+        return "exiting"  # its exit is being submitted (on a bad chain: even if in flight)
+    if position in machine.in_flight or not confirmed:
         return "pending"
-    if not machine.confirmed(position):
-        return "pending"
-    if position in machine.exit_duties:
-        return "exiting"
     return "pending" if machine.bad is not None else "spendable"
 
 

@@ -448,3 +448,28 @@ async def test_kill_9_of_the_operator_and_of_a_node_mid_stream_loses_nothing(
             assert await net.l1_balance(name) == FUND - 1000 + owned[name]
         log = (tmp_path / "bob" / "node.log").read_text()
         assert "plasma_caught_up" in log and json.dumps("critical") not in log
+
+
+# -- the demo -------------------------------------------------------------------------------
+
+
+def _demo_processes() -> list[str]:
+    """Command lines of running processes started from a demo's temporary directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "p2pchan-demo-" in command:
+            found.append(command)
+    return found
+
+
+async def test_the_demo_tells_the_plasma_story_and_leaves_nothing_running() -> None:
+    with trio.fail_after(DEADLINE):
+        result = await p2pchan("demo")
+    assert result.returncode == 0, result.stderr
+    assert "nothing lost to the withheld block" in result.stdout
+    assert "demo complete" in result.stdout
+    assert not _demo_processes()

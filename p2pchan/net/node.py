@@ -51,6 +51,7 @@ from p2pchan.storage.node_store import load_state
 from p2pchan.types import Address, ChainId, ChannelId, NodeId
 from p2pchan.wire.channel_messages import ChannelMessage
 from p2pchan.wire.peer_messages import PeerMessage
+from p2pchan.wire.plasma_messages import PlasmaMessage
 
 log = structlog.get_logger(__name__)
 
@@ -131,7 +132,14 @@ class Node:
             after_block=self._attack if self.attacks else None,
         )
         self.plasma = PlasmaWallets(
-            identity, chain_id, database, self.actions, self.wallet, self.link, dev=config.dev
+            identity,
+            chain_id,
+            database,
+            self.actions,
+            self.wallet,
+            self.link,
+            dev=config.dev,
+            send_to_peer=self._send_to_peer,
         )
         self.rpc = RpcServer()
         context = NodeContext(
@@ -155,6 +163,8 @@ class Node:
         for message in messages:
             if isinstance(message, ChannelMessage):
                 per_channel.setdefault(message.channel_id, []).append(message)
+            elif isinstance(message, PlasmaMessage):
+                await self.plasma.on_peer_message(session.node_id, message)
             else:
                 log.info("peer_message_unhandled", type=type(message).__name__)
         for channel_id, batch in per_channel.items():
@@ -169,6 +179,17 @@ class Node:
 
     def _session_of(self, node_id: Address) -> PeerSession | None:
         return self.peers.sessions.get(NodeId(node_id))
+
+    async def _send_to_peer(self, node_id: Address, message: PeerMessage) -> bool:
+        """Queue `message` for a connected peer; False if it is not (or no longer) connected."""
+        session = self._session_of(node_id)
+        if session is None:
+            return False
+        try:
+            await session.send(message)
+        except trio.ClosedResourceError:
+            return False
+        return True
 
     async def _on_session(self, session: PeerSession) -> None:
         await self.driver.step([ReceivePeerConnected(session.node_id)])

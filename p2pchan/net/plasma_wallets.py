@@ -5,7 +5,8 @@
 stores the chain before its watcher starts: after a restart, `run` starts a watcher for every
 stored chain, each replaying its chain from layer 1 before it acts. The node does not wait for
 those replays (the channels do not depend on them); each Plasma command waits for its own
-chain's.
+chain's. Confirmations that peers hand over directly (`wire/plasma_messages.py`) go to the
+watcher of their chain.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from p2pchan.errors import PlasmaError, UserError
 from p2pchan.l1.wallet import Wallet
 from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.l1_link import L1Link
-from p2pchan.net.plasma_watch import PlasmaWatch
+from p2pchan.net.plasma_watch import PlasmaWatch, SendToPeer
 from p2pchan.plasma.client import OperatorClient
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.storage.plasma import JoinedChain, load_chains, save_chain
-from p2pchan.types import ChainId, PlasmaId
+from p2pchan.types import Address, ChainId, PlasmaId
+from p2pchan.wire.plasma_messages import PlasmaMessage
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +45,10 @@ class PlasmaWallets:
         link: L1Link,
         *,
         dev: bool = False,
+        send_to_peer: SendToPeer | None = None,
     ) -> None:
         self.identity = identity
+        self.send_to_peer = send_to_peer
         self.chain_id = chain_id
         self.database = database
         self.actions = actions
@@ -69,9 +73,17 @@ class PlasmaWallets:
         watch = PlasmaWatch(
             chain, self.identity, self.database, self.actions, self.wallet, self.link, dev=self.dev
         )
+        if self.send_to_peer is not None:
+            watch.send_to_peer = self.send_to_peer
         self.watches[chain.plasma_id] = watch
         self._nursery.start_soon(watch.run)
         return watch
+
+    async def on_peer_message(self, peer: Address, message: PlasmaMessage) -> None:
+        """A peer's Plasma message, for the watcher of its chain (others' chains: ignored)."""
+        watch = self.watches.get(message.plasma_id)
+        if watch is not None:
+            await watch.on_peer_message(peer, message)
 
     def get(self, plasma_id: PlasmaId | None) -> PlasmaWatch:
         """The watcher of `plasma_id`, or of the one chain joined when it is None."""

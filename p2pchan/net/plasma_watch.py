@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 import structlog
@@ -79,7 +79,13 @@ from p2pchan.storage.plasma import (
     write_watcher_outputs,
 )
 from p2pchan.types import Address
-from p2pchan.wire.plasma import Confirmation, SignedPlasmaTx, utxo_pos
+from p2pchan.wire.peer_messages import PeerMessage
+from p2pchan.wire.plasma import Confirmation, SignedPlasmaTx, decode_signed_tx, utxo_pos
+from p2pchan.wire.plasma_messages import (
+    PlasmaConfirmations,
+    PlasmaConfirmationsRequest,
+    PlasmaMessage,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +104,14 @@ _RETRYABLE_CONFIRM = frozenset({"not_committed", "unknown_tx", "unavailable"})
 _RETRYABLE_SUBMIT = frozenset({"block_full", "unavailable"})
 
 
+# Hand a message to a connected peer; False when not connected (the node's peer layer).
+SendToPeer = Callable[[Address, PeerMessage], Awaitable[bool]]
+
+
+async def _no_peers(node_id: Address, message: PeerMessage) -> bool:
+    return False
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -114,6 +128,7 @@ class PlasmaWatch:
         *,
         dev: bool = False,
         fetch_timeout: float = FETCH_TIMEOUT,
+        send_to_peer: SendToPeer = _no_peers,
     ) -> None:
         self.chain = chain
         self.plasma_id = chain.plasma_id
@@ -124,6 +139,7 @@ class PlasmaWatch:
         self.link = link
         self.dev = dev
         self.fetch_timeout = fetch_timeout
+        self.send_to_peer = send_to_peer
         config = WatcherConfig(
             chain.plasma_id, chain.operator, chain.challenge_period, chain.withhold_timeout
         )
@@ -275,6 +291,8 @@ class PlasmaWatch:
             if isinstance(output, SendConfirmation):
                 self._undelivered[(output.tx_hash, output.confirmation.owner)] = output.confirmation
                 self._deliver.set()
+                if acting and self._nursery is not None:
+                    self._nursery.start_soon(self._push_confirmation, output.tx_hash)
             elif isinstance(output, NotifyChainBad):
                 log.warning("plasma_chain_bad", blknum=output.blknum, reason=output.reason)
             elif not acting:
@@ -353,14 +371,55 @@ class PlasmaWatch:
         self._nursery.start_soon(self._fetch_confirmations, tx_hash)
 
     async def _fetch_confirmations(self, tx_hash: bytes) -> None:
+        """From the operator, and from the input owners we are connected to for whatever the
+        operator does not hand over (it may withhold a confirmation it was given)."""
         try:
-            result = await self.operator.call(lambda client: client.confirmations(tx_hash))
-            if result.confirmations:
-                await self._step([ReceiveConfirmation(tx_hash, c) for c in result.confirmations])
-        except PlasmaError as error:
-            log.debug("plasma_confirmations_not_served", code=error.code)
+            try:
+                result = await self.operator.call(lambda client: client.confirmations(tx_hash))
+                if result.confirmations:
+                    received = [ReceiveConfirmation(tx_hash, c) for c in result.confirmations]
+                    await self._step(received)
+            except PlasmaError as error:
+                log.debug("plasma_confirmations_not_served", code=error.code)
+            known = self.machine.chain.txs.get(tx_hash)
+            held = self.machine.confirmations.get(tx_hash, {})
+            if known is not None:
+                request = PlasmaConfirmationsRequest(self.plasma_id, tx_hash)
+                for owner in set(known.input_owners) - set(held) - {self.identity.node_id}:
+                    await self.send_to_peer(owner, request)
         finally:
             self._asking.discard(tx_hash)
+
+    async def _push_confirmation(self, tx_hash: bytes) -> None:
+        """Hand our confirmation straight to the receivers we are connected to."""
+        known = self.machine.chain.txs.get(tx_hash)
+        held = self.machine.confirmations.get(tx_hash, {})
+        if known is None or not held:
+            return
+        message = PlasmaConfirmations(
+            self.plasma_id, tx_hash, tuple(Confirmation(o, s) for o, s in held.items())
+        )
+        try:
+            receivers = {output.owner for output in decode_signed_tx(known.signed).tx.outputs}
+        except RemoteProtocolError:
+            return  # never so for a transaction of a valid block
+        for receiver in receivers - {self.identity.node_id}:
+            await self.send_to_peer(receiver, message)
+
+    async def on_peer_message(self, peer: Address, message: PlasmaMessage) -> None:
+        """A peer handed over confirmations (checked by the machine against layer 1's root
+        before they count) or asks for those we hold."""
+        if not self.caught_up.is_set():
+            return
+        if isinstance(message, PlasmaConfirmations):
+            received = [ReceiveConfirmation(message.tx_hash, c) for c in message.confirmations]
+            await self._step(received)
+        elif isinstance(message, PlasmaConfirmationsRequest):
+            held = self.machine.confirmations.get(message.tx_hash, {})
+            if held:
+                answer = tuple(Confirmation(owner, sig) for owner, sig in held.items())
+                reply = PlasmaConfirmations(self.plasma_id, message.tx_hash, answer)
+                await self.send_to_peer(peer, reply)
 
     async def _deliver_confirmations(self) -> None:
         """Hand our stored confirmations to the operator, for the receivers, until it holds

@@ -112,6 +112,8 @@ class PlasmaWallets:
             raise UserError(f"the operator at {host}:{port} runs on another layer 1")
         known = self.watches.get(status.plasma_id)
         if known is not None:
+            if (known.chain.host, known.chain.port) != (host, port):
+                await known.move_operator(host, port)  # the operator moved: follow it
             return known
         info = await self.link.plasma_chain(status.plasma_id)
         if info is None:

@@ -448,6 +448,14 @@ class PlasmaWatch:
     async def _confirm(self, tx_hash: bytes, confirmation: Confirmation) -> None:
         await self.operator.call(lambda client: client.confirm(tx_hash, confirmation))
 
+    async def move_operator(self, host: str, port: int) -> None:
+        """The operator now listens at HOST:PORT (stored; the link reconnects there)."""
+        async with self._lock:
+            self.chain = replace(self.chain, host=host, port=port)
+            await self.database.run(save_chain(self.chain))
+        self.operator.host, self.operator.port = host, port
+        log.info("plasma_operator_moved", address=f"{host}:{port}")
+
     # -- the user's actions -----------------------------------------------------------------
 
     def usable(self) -> None:

@@ -311,6 +311,7 @@ class WatcherMachine:
             self._restore(event)
         else:
             self.height = max(self.height, event.height)
+            self.asked_confirmations.clear()  # asked again each block until they come
             self._check_withheld(outputs)
         self._advance(outputs)
         went_bad = self.bad is not None and not was_bad

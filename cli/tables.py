@@ -175,11 +175,11 @@ def plasma_exits_table(exits: Rows, width: int) -> str:
         return "no exits"
     columns = [
         Column("utxo pos", numeric=True),
-        Column("owner"),
+        Column("owner", drop=1),
         Column("amount", numeric=True),
         Column("exitable at", numeric=True),
         Column("status"),
-        Column("paid", numeric=True, drop=1),
+        Column("paid", numeric=True, drop=2),
     ]
     rows = [
         [

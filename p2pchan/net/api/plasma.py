@@ -92,7 +92,7 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
         wanted = param(params, "status", str, default=None)
         if wanted is not None and wanted not in OUTPUT_STATUSES:
             raise RpcParamError(f"status must be one of {', '.join(OUTPUT_STATUSES)}")
-        stored = await node.driver.database.run(lambda c: list_outputs(c, watch.plasma_id))
+        stored = await watch.database.run(lambda c: list_outputs(c, watch.plasma_id))
         listed = []
         for position, output in stored:
             status = output_status(watch.machine, position)
@@ -109,7 +109,7 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
 
     async def wallet_balance(params: dict[str, Any]) -> dict[str, Any]:
         watch = await caught_up(params)
-        stored = await node.driver.database.run(lambda c: list_outputs(c, watch.plasma_id))
+        stored = await watch.database.run(lambda c: list_outputs(c, watch.plasma_id))
         sums = balance(watch.machine, [(position, output.amount) for position, output in stored])
         return {
             "spendable": sums.spendable,

@@ -151,6 +151,7 @@ class PlasmaWatch:
         self._lock = trio.Lock()
         self._stored_blocks: set[int] = set()
         self._undelivered: dict[tuple[bytes, Address], Confirmation] = {}
+        self._delivered: set[tuple[bytes, Address]] = set()  # the operator holds them
         self._deliver = trio.Event()
         self._unsubmitted: dict[bytes, SignedPlasmaTx] = {}
         self._admitted: dict[bytes, int] = {}  # tx hash: the block the operator put it in
@@ -175,6 +176,9 @@ class PlasmaWatch:
             self.machine.handle(RestoreWallet(stored.sent, stored.confirmations, bad))
             self._stored_blocks = set(stored.stored_blocks)
             self._undelivered = {(h, c.owner): c for h, c in stored.undelivered}
+            self._delivered = {(h, c.owner) for h, c in stored.confirmations} - set(
+                self._undelivered
+            )
             self._unsubmitted = {signed.tx_hash: signed for signed in stored.sent}
             self._exit_requests = stored.exit_requests
             async with trio.open_nursery() as nursery:
@@ -289,7 +293,10 @@ class PlasmaWatch:
         pid = self.plasma_id.hex()
         for output in outputs:
             if isinstance(output, SendConfirmation):
-                self._undelivered[(output.tx_hash, output.confirmation.owner)] = output.confirmation
+                key = (output.tx_hash, output.confirmation.owner)
+                if key in self._delivered:
+                    continue  # signed again by the replay after a restart: delivered before
+                self._undelivered[key] = output.confirmation
                 self._deliver.set()
                 if acting and self._nursery is not None:
                     self._nursery.start_soon(self._push_confirmation, output.tx_hash)
@@ -441,6 +448,7 @@ class PlasmaWatch:
                     continue
                 await self.database.run(mark_delivered(self.plasma_id, tx_hash, owner))
                 self._undelivered.pop((tx_hash, owner), None)
+                self._delivered.add((tx_hash, owner))
                 log.info("plasma_confirmation_delivered", tx_hash=tx_hash.hex())
             if self._deliver.is_set():
                 await trio.sleep(REDELIVER_SECONDS)

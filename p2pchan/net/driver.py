@@ -9,6 +9,10 @@ policy: those are the core's.
 Payments arriving together share a step (`submit_payment`): one task drains them in batches,
 each ended by a `Tick` that admits them together, so a burst of `send`s costs one signature and
 one disk sync, their locks sharing one update.
+
+`run` ticks every `TICK_SECONDS` of trio's clock; each `Tick` carries the time `clock` reads
+(the wall clock in milliseconds in a node; a test may tie it to trio's virtual clock, so the
+core's timeouts play out in virtual time).
 """
 
 from __future__ import annotations
@@ -115,12 +119,14 @@ class Driver:
         actions: ChainActions,
         sessions: Callable[[Address], PeerSession | None],
         attacks: Attacks = HONEST,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.state = state
         self.database = database
         self.tables = ChannelTables()
         self.actions = actions
         self.attacks = attacks
+        self.clock = clock
         self._session_of = sessions
         self._lock = trio.Lock()
         self._changed = trio.Event()
@@ -150,7 +156,7 @@ class Driver:
             task_status.started()
             while True:
                 await trio.sleep(TICK_SECONDS)
-                await self.step([Tick(now_ms())])
+                await self.step([Tick(self.clock())])
 
     # -- the step ----------------------------------------------------------------------------
 
@@ -235,7 +241,7 @@ class Driver:
                 del self._queued[:PAYMENTS_PER_STEP]
                 self._admission_due = False
                 # The tick admits them together: their locks share the channel's next update.
-                await self.step([*batch, Tick(now_ms())], urgent=False)
+                await self.step([*batch, Tick(self.clock())], urgent=False)
         finally:
             # No checkpoint since the last check: nobody can have queued unseen.
             self._draining = False

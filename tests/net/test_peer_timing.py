@@ -28,6 +28,7 @@ from tests.net.peer_helpers import HOST, MemoryNetwork, Network, RawPeer, captur
 
 DEADLINE = 3600  # virtual seconds
 DEFAULTS = PeerConfig()
+ROUNDING = 1e-9  # virtual times are float sums: a wait of w may measure w minus a rounding
 
 
 def loopback(network: Network) -> MemoryNetwork:
@@ -110,13 +111,14 @@ async def test_a_peer_that_stays_away_is_redialled_with_exponential_backoff(
         waits = [min(DEFAULTS.reconnect_initial * 2**k, DEFAULTS.reconnect_max) for k in range(11)]
         assert waits[-1] == DEFAULTS.reconnect_max  # the cap was reached
         for gap, wait in zip(gaps, waits, strict=True):
-            assert wait / 2 <= gap <= wait, (gaps, waits)
+            assert wait / 2 - ROUNDING <= gap <= wait + ROUNDING, (gaps, waits)
 
         lines = logs.events("peer_redial_failed")
         assert 2 <= len(lines) < len(dials)  # once a minute, not once a dial
         assert {line["peer"] for line in lines} == {bob_identity.node_id.hex()}
         first, second = lines[0], lines[1]
-        assert (first["at"], first["retry_in"], first["repeated"]) == (dials[0], 0.25, 0)
+        assert (first["at"], first["repeated"]) == (dials[0], 0)
+        assert first["retry_in"] == DEFAULTS.reconnect_initial
         assert second["at"] - first["at"] >= 60
         held_back = [at for at in dials if first["at"] < at < second["at"]]
         assert second["repeated"] == len(held_back)

@@ -5,6 +5,7 @@ test's directory."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from tests.conftest import ProcessRegistry
 
 COMMAND_DEADLINE = 60
 POLL_INTERVAL = 0.05
-POLL_DEADLINE = 60  # seconds: within every test's own deadline, so a stuck poll says what it was
+POLL_MARGIN = 1.0  # seconds before the caller's deadline at which a poll gives up and says why
 
 
 @dataclass(frozen=True)
@@ -55,19 +56,20 @@ def log_events(child: ChildProcess) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-async def poll_until(
-    condition: Callable[[], Awaitable[bool]], what: str, *, deadline: float = POLL_DEADLINE
-) -> None:
-    """Poll until `condition()` holds; fail after `deadline` seconds, saying `what` it waited for.
+async def poll_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll until `condition()` holds, under the caller's deadline (there must be one); just
+    before it, fail saying `what` it waited for, rather than with a bare timeout of the test.
 
     System tests poll because the state they wait for lives in other processes (a node, layer 1,
     an operator, their log files), which offer nothing to wait on from here.
     """
-    with trio.move_on_after(deadline):
+    deadline = trio.current_effective_deadline()
+    assert deadline != math.inf, f"polling for {what} with no deadline: use trio.fail_after"
+    with trio.move_on_at(deadline - POLL_MARGIN):
         while not await condition():  # noqa: ASYNC110 - another process's state
             await trio.sleep(POLL_INTERVAL)
         return
-    raise AssertionError(f"still waiting after {deadline} s for {what}")
+    raise AssertionError(f"still waiting at the test's deadline for {what}")
 
 
 async def wait_for_log_event(

@@ -290,6 +290,22 @@ async def stream_to_bob(pair: Pair) -> None:
         await pair.net.rpc("alice", "debug_send_many", params)
 
 
+async def kill_alice_mid_stream(pair: Pair) -> None:
+    """Stream payments to Bob and kill Alice once he holds locks of hers, or once the stream
+    ended (quick, it can slip between two polls: the caller then tries again)."""
+    streamed = trio.Event()
+
+    async def stream() -> None:
+        await stream_to_bob(pair)
+        streamed.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream)
+        await pair.wait_channel("bob", lambda c: c["pending_locks"] > 0 or streamed.is_set())
+        pair.alice.kill()
+        await pair.alice.wait_exit()
+
+
 async def agreed_amount_paid(pair: Pair) -> int:
     """Once every lock and payment record is final on both sides: check that a payment
     succeeded for Alice iff it did for Bob, and return the amount paid."""
@@ -362,11 +378,7 @@ async def test_a_payer_down_too_long_leaves_the_payee_to_claim_on_chain(
         # him in batches, and between an unlock and the next batch he holds none: if he held
         # none when the connection ended (by then he has handled all she sent), again.
         while True:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(stream_to_bob, pair)
-                await pair.wait_channel("bob", lambda c: c["pending_locks"] > 0)
-                pair.alice.kill()
-                await pair.alice.wait_exit()
+            await kill_alice_mid_stream(pair)
             await wait_disconnected(pair.net, "bob", pair.alice_id)
             if (await pair.channel("bob"))["pending_locks"]:
                 break

@@ -19,7 +19,7 @@ from p2pchan.l1.client import L1Client
 from p2pchan.types import Address
 from p2pchan_cli.processes import ChildProcess
 from tests.conftest import ProcessRegistry
-from tests.system.support import Network
+from tests.system.support import Network, poll_until
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,6 @@ FUND = 1_000_000
 DEPOSIT = 200_000
 SETTLE_TIMEOUT = 60  # blocks of 0.2 s: a lock lives at most 50 blocks (10 s)
 DEADLINE = 150
-POLL = 0.1
 FAST_RECONNECT = ("--reconnect-max", "0.5")
 
 
@@ -42,13 +41,15 @@ class Line:
         return await self.net.rpc(name, method, params)
 
     async def poll(self, name: str, method: str, holds: Any) -> Any:
-        """Ask a node until its answer holds (the state is in another process: nothing to
-        wait on from here)."""
-        while True:
-            answer = await self.rpc(name, method)
-            if holds(answer):
-                return answer
-            await trio.sleep(POLL)
+        """Ask a node until its answer holds (under the test's deadline); the answer."""
+        answers: list[Any] = []
+
+        async def answered() -> bool:
+            answers.append(await self.rpc(name, method))
+            return bool(holds(answers[-1]))
+
+        await poll_until(answered, f"{name}'s {method} to hold")
+        return answers[-1]
 
     async def restart(self, name: str) -> None:
         port = self.children[name].ready["port"]

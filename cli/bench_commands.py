@@ -6,10 +6,13 @@ from pathlib import Path
 
 import click
 
+from p2pchan.core.routing.route import MAX_HOPS
 from p2pchan_cli.bench_channel import ChannelBenchConfig, run_channel_bench
 from p2pchan_cli.bench_l1 import L1BenchConfig, run_l1_bench
+from p2pchan_cli.bench_multihop import MAX_PER_DIRECTION, MultihopBenchConfig, run_multihop_bench
 from p2pchan_cli.bench_pathfind import PathfindBenchConfig, run_pathfind_bench
 from p2pchan_cli.bench_plasma import PlasmaBenchConfig, run_plasma_bench
+from p2pchan_cli.bench_progress import ProgressLine
 from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
 from p2pchan_cli.params import Command
@@ -189,3 +192,56 @@ def bench_plasma(
         transactions, connections, block_interval=block_interval, exits=exits, profile=profile
     )
     emit(ctx, run(ctx, lambda: run_plasma_bench(config)))
+
+
+@bench.command("multihop")
+@global_options
+@click.option(
+    "--hops",
+    type=click.IntRange(1, MAX_HOPS),
+    default=2,
+    show_default=True,
+    help="Channels between payer and payee (hops + 1 node processes in a line).",
+)
+@click.option("--payments", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, MAX_PER_DIRECTION),
+    default=100,
+    show_default=True,
+    help="Payments in flight (one direction: at most its lock limit).",
+)
+@click.option(
+    "--direct/--no-direct",
+    default=True,
+    show_default=True,
+    help="Also measure the same payments over the payer's own channel, for the ratio.",
+)
+@click.option(
+    "--profile-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    hidden=True,
+    help="Profile every node (cProfile) into this directory.",
+)
+@click.pass_context
+def bench_multihop(
+    ctx: click.Context,
+    hops: int,
+    payments: int,
+    concurrency: int,
+    direct: bool,
+    profile_dir: Path | None,
+) -> None:
+    """Payments per second and latency across hops.
+
+    Between node processes in a line, routed over the graph they learnt by gossip, every
+    state durable; in the same run, the same payments over one channel, for the ratio.
+
+    \b
+    Example:
+      p2pchan bench multihop --hops 2 --payments 20000 --json
+    """
+    config = MultihopBenchConfig(
+        hops, payments, concurrency, direct=direct, profile_dir=profile_dir
+    )
+    emit(ctx, run(ctx, lambda: run_multihop_bench(config, ProgressLine())))

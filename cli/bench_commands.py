@@ -8,11 +8,13 @@ import click
 
 from p2pchan.core.routing.route import MAX_HOPS
 from p2pchan_cli.bench_channel import ChannelBenchConfig, run_channel_bench
+from p2pchan_cli.bench_gossip import GossipBenchConfig, run_gossip_bench
 from p2pchan_cli.bench_l1 import L1BenchConfig, run_l1_bench
 from p2pchan_cli.bench_multihop import MAX_PER_DIRECTION, MultihopBenchConfig, run_multihop_bench
 from p2pchan_cli.bench_pathfind import PathfindBenchConfig, run_pathfind_bench
 from p2pchan_cli.bench_plasma import PlasmaBenchConfig, run_plasma_bench
 from p2pchan_cli.bench_progress import ProgressLine
+from p2pchan_cli.bench_topology import MIN_NODES, max_channels
 from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
 from p2pchan_cli.params import Command
@@ -245,3 +247,55 @@ def bench_multihop(
         hops, payments, concurrency, direct=direct, profile_dir=profile_dir
     )
     emit(ctx, run(ctx, lambda: run_multihop_bench(config, ProgressLine())))
+
+
+@bench.command("gossip")
+@global_options
+@click.option("--nodes", type=click.IntRange(MIN_NODES, 200), default=50, show_default=True)
+@click.option(
+    "--channels",
+    type=click.IntRange(MIN_NODES),
+    default=None,
+    help="Channels: a ring through every node plus random chords  [default: twice --nodes]",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Draws the chords.")
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Seconds the whole run may take, start-up included.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    hidden=True,
+    help="Run in this new directory and keep it (the nodes' logs), to look into a run.",
+)
+@click.pass_context
+def bench_gossip(
+    ctx: click.Context,
+    nodes: int,
+    channels: int | None,
+    seed: int,
+    deadline: float,
+    workdir: Path | None,
+) -> None:
+    """Seconds until every node knows every channel and update.
+
+    Node processes joined by channels opened at once on one layer 1; from the last channel
+    usable until every node has stored every announcement and update. Also per message, how
+    long it took to reach the last node, and each node's traffic and memory.
+
+    \b
+    Example:
+      p2pchan bench gossip --nodes 50 --json
+    """
+    count = min(2 * nodes, max_channels(nodes)) if channels is None else channels
+    if not nodes <= count <= max_channels(nodes):
+        raise click.BadParameter(
+            f"{nodes} nodes take from {nodes} to {max_channels(nodes)} channels",
+            param_hint="--channels",
+        )
+    config = GossipBenchConfig(nodes, count, seed, deadline, workdir)
+    emit(ctx, run(ctx, lambda: run_gossip_bench(config, ProgressLine())))

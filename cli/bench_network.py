@@ -157,17 +157,25 @@ async def _stop(child: ChildProcess) -> None:
 
 
 @asynccontextmanager
-async def bench_network(prefix: str) -> AsyncIterator[BenchNetwork]:
-    """A network in a fresh temporary directory, torn down whatever happens."""
-    workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    network = BenchNetwork(workdir)
+async def bench_network(prefix: str, workdir: Path | None = None) -> AsyncIterator[BenchNetwork]:
+    """A network in a fresh temporary directory, torn down whatever happens; or in `workdir`
+    (created, and kept afterwards with the logs: for looking into a failed run)."""
+    network = BenchNetwork(_make_workdir(prefix, workdir))
     try:
         yield network
     finally:
         try:
             await network.stop_all()
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            if workdir is None:
+                shutil.rmtree(network.workdir, ignore_errors=True)
+
+
+def _make_workdir(prefix: str, workdir: Path | None) -> Path:
+    if workdir is None:
+        return Path(tempfile.mkdtemp(prefix=prefix))
+    workdir.mkdir(parents=True)
+    return workdir
 
 
 def cpu_seconds(pid: int | None) -> float | None:

@@ -1,13 +1,16 @@
 """`p2pchan bench gossip`: how long a network of node processes takes to learn itself.
 
 Layer 1 and `--nodes` node processes; `--channels` channels over a ring plus random chords
-(`bench_topology`, from `--seed`), each opened by one end with a deposit, all at once. The
-clock starts when the last `open` returns (the last channel usable); the run is done when every
-node has stored every channel announcement and both directions' updates of every channel, read
-from the nodes' `gossip_stored` debug lines (`bench_gossip_logs`), then checked against each
-node's `graph` RPC. Reported: those seconds, per message the spread from its origin to the last
-node and the per-node delays, node announcements apart, bytes and messages each node sent to
-its peers (its sessions' counts, all traffic since connecting: the opens' channel messages and
+(`bench_topology`, from `--seed`). Every channel's two nodes connect first, then every channel
+is opened by one end with a deposit, all at once: so a message floods a network whose links
+are all up (connecting while opening made a late node learn everything at its first
+connection, and that, not the flood, set the spread: 15 s, measured). The clock starts when
+the last `open` returns (the last channel usable); the run is done when every node has stored
+every channel announcement and both directions' updates of every channel, read from the
+nodes' `gossip_stored` debug lines (`bench_gossip_logs`), then checked against each node's
+`graph` RPC. Reported: those seconds, per message the spread from its origin to the last node
+and the per-node delays, node announcements apart, bytes and messages each node sent to its
+peers (its sessions' counts, all traffic since connecting: the opens' channel messages and
 keep-alives included), and each node's resident memory and CPU time.
 
 Fifty interpreters on two cores: nodes start a few at a time, log only gossip lines and
@@ -94,6 +97,29 @@ async def _start(
         nodes, lambda ready: progress.show(f"{ready}/{config.nodes} nodes ready")
     )
     return nodes
+
+
+async def _connect_all(
+    network: BenchNetwork,
+    nodes: list[BenchNode],
+    pairs: list[tuple[int, int]],
+    progress: ProgressLine,
+) -> None:
+    """Every channel's two nodes connected before any channel opens, so a flood reaches every
+    node from the first announcement on (not at a late node's first connection)."""
+    limiter = trio.CapacityLimiter(OPENS_AT_ONCE)
+    connected = 0
+
+    async def connect(node: BenchNode, peer: BenchNode) -> None:
+        nonlocal connected
+        async with limiter:
+            await network.connect(node, peer)
+        connected += 1
+        progress.show(f"{connected}/{len(pairs)} channel partners connected")
+
+    async with trio.open_nursery() as nursery:
+        for opener, partner in pairs:
+            nursery.start_soon(connect, nodes[opener], nodes[partner])
 
 
 async def _open_all(
@@ -227,12 +253,19 @@ async def run_gossip_bench(
     sightings = Sightings()
     nodes: list[BenchNode] = []
     stage = "starting"
+    stages: dict[str, float] = {}
+    began = time.monotonic()
     with trio.move_on_after(config.deadline) as deadline:
         async with bench_network("p2pchan-bench-gossip-", config.workdir) as network:
             nodes = await _start(network, config, progress)
             memory_at_start = [resident_mb(node.pid) for node in nodes]
+            stages["start"] = time.monotonic() - began
+            stage = "connecting"
+            await _connect_all(network, nodes, pairs, progress)
+            stages["connect"] = time.monotonic() - began - sum(stages.values())
             stage = "opening channels"
             opened = await _open_all(network, nodes, pairs, progress)
+            stages["fund_and_open"] = time.monotonic() - began - sum(stages.values())
             stage = "waiting for gossip"
             graph_keys, node_keys = expected_messages(opened)
             await _converge(nodes, sightings, graph_keys + node_keys, progress)
@@ -259,6 +292,7 @@ async def run_gossip_bench(
             "resident_mb_per_node": distribution(_known(memory), 1),
             "resident_mb_per_node_at_start": distribution(_known(memory_at_start), 1),
             "cpu_s_per_node": distribution(_known([cpu.get(node.name) for node in nodes]), 2),
+            "stage_seconds": {name: round(seconds, 1) for name, seconds in stages.items()},
             "load_average_1m_at_start": load_at_start,
             "machine": machine_description(),
         },

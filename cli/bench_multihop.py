@@ -117,6 +117,7 @@ async def _build_line(
     channel_ids: list[str] = [""] * config.hops
 
     async def open_one(index: int) -> None:
+        await network.connect(nodes[index], nodes[index + 1])
         channel_ids[index] = await network.open_channel(nodes[index], nodes[index + 1], deposit)
 
     async with trio.open_nursery() as nursery:

@@ -135,9 +135,11 @@ class BenchNetwork:
                             break
                         await trio.sleep(0.1)
 
+    async def connect(self, node: BenchNode, peer: BenchNode) -> None:
+        await node.call("connect", peer.address)
+
     async def open_channel(self, opener: BenchNode, partner: BenchNode, deposit: int) -> str:
-        """Connect, open and deposit; returns the channel id once the channel is usable."""
-        await opener.call("connect", partner.address)
+        """Open and deposit (the two connected); the channel id once the channel is usable."""
         opened = await opener.call("open", {"node_id": partner.node_id, "amount": deposit})
         return str(opened["channel_id"])
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,6 +20,17 @@ from p2pchan_cli.bench_topology import MIN_NODES, max_channels
 from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
 from p2pchan_cli.params import Command
+
+
+def _with_progress(
+    ctx: click.Context, main: Callable[[ProgressLine], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Run a benchmark that draws a progress line (on a terminal), erased however it ends."""
+    progress = ProgressLine()
+    try:
+        return run(ctx, lambda: main(progress))
+    finally:
+        progress.clear()
 
 
 @click.group()
@@ -246,7 +259,7 @@ def bench_multihop(
     config = MultihopBenchConfig(
         hops, payments, concurrency, direct=direct, profile_dir=profile_dir
     )
-    emit(ctx, run(ctx, lambda: run_multihop_bench(config, ProgressLine())))
+    emit(ctx, _with_progress(ctx, lambda progress: run_multihop_bench(config, progress)))
 
 
 @bench.command("gossip")
@@ -298,4 +311,4 @@ def bench_gossip(
             param_hint="--channels",
         )
     config = GossipBenchConfig(nodes, count, seed, deadline, workdir)
-    emit(ctx, run(ctx, lambda: run_gossip_bench(config, ProgressLine())))
+    emit(ctx, _with_progress(ctx, lambda progress: run_gossip_bench(config, progress)))

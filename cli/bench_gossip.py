@@ -275,7 +275,6 @@ async def run_gossip_bench(
             memory = [resident_mb(node.pid) for node in nodes]
             cpu = cpu_snapshot(network.children)
             progress.show("stopping")
-    progress.clear()
     if deadline.cancelled_caught:
         if stage == "waiting for gossip":
             stage += f": {_laggards(sightings, nodes, graph_keys + node_keys)}"

@@ -92,7 +92,7 @@ def ratio(multihop: dict[str, Any], direct: dict[str, Any] | None) -> float | No
     """Multi-hop payments per second over direct ones (None without both)."""
     if direct is None or not multihop["payments_per_s"] or not direct["payments_per_s"]:
         return None
-    return round(multihop["payments_per_s"] / direct["payments_per_s"], 3)
+    return round(float(multihop["payments_per_s"]) / float(direct["payments_per_s"]), 3)
 
 
 async def _build_line(
@@ -102,12 +102,13 @@ async def _build_line(
     progress.show(f"starting layer 1 and {count} nodes")
     await network.start_l1(BLOCK_TIME)
     fees = ("--fee-base", str(FEE_BASE), "--fee-ppm", str(FEE_PPM))
+    if config.profile_dir is not None:
+        config.profile_dir.mkdir(parents=True, exist_ok=True)
     nodes = []
     for index in range(count):
         name = f"n{index}"
         profile = []
         if config.profile_dir is not None:
-            config.profile_dir.mkdir(parents=True, exist_ok=True)
             profile = ["--profile", str(config.profile_dir.resolve() / f"{name}.prof")]
         nodes.append(network.add_node(name, "--dev", *fees, *profile))
     await network.start_nodes(nodes, lambda ready: progress.show(f"{ready}/{count} nodes ready"))
@@ -216,7 +217,6 @@ async def run_multihop_bench(
             direct = await _phase(network, payer, nodes[1], config, progress, "direct")
         _check_books(await _quiescent(network.nodes))
         progress.show("stopping")
-    progress.clear()
     return {
         "hops": config.hops,
         "nodes": len(nodes),

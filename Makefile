@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/p2pchan bench channel --payments 2000 --concurrency 1 --json
 	$(BIN)/p2pchan bench pathfind --json
 	$(BIN)/p2pchan bench plasma --json
+	$(BIN)/p2pchan bench multihop --hops 2 --payments 20000 --concurrency 100 --json
+	$(BIN)/p2pchan bench gossip --nodes 50 --json
 
 clean:
 	rm -rf $(VENV) p2pchan.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from p2pchan.core.routing.route import MAX_HOPS
 from p2pchan.l1.plasma_state import MIN_CHALLENGE_PERIOD
 from p2pchan_cli.bench_channel import ChannelBenchConfig, run_channel_bench
+from p2pchan_cli.bench_gossip import GossipBenchConfig, run_gossip_bench
 from p2pchan_cli.bench_l1 import L1BenchConfig, run_l1_bench
+from p2pchan_cli.bench_multihop import MAX_PER_DIRECTION, MultihopBenchConfig, run_multihop_bench
 from p2pchan_cli.bench_pathfind import PathfindBenchConfig, run_pathfind_bench
 from p2pchan_cli.bench_plasma import PlasmaBenchConfig, run_plasma_bench
 from p2pchan_cli.bench_plasma_exit import MassExitConfig, run_mass_exit_bench
+from p2pchan_cli.bench_progress import ProgressLine
+from p2pchan_cli.bench_topology import MIN_NODES, max_channels
 from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
 from p2pchan_cli.params import Command
+
+
+def _with_progress(
+    ctx: click.Context, main: Callable[[ProgressLine], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Run a benchmark that draws a progress line (on a terminal), erased however it ends."""
+    progress = ProgressLine()
+    try:
+        return run(ctx, lambda: main(progress))
+    finally:
+        progress.clear()
 
 
 @click.group()
@@ -240,3 +258,108 @@ def bench_plasma_exit(
         raise click.BadParameter("below the challenge period", param_hint="--withhold-timeout")
     config = MassExitConfig(nodes, block_time, challenge_period, withhold_timeout, pure_exits)
     emit(ctx, run(ctx, lambda: run_mass_exit_bench(config)))
+
+
+@bench.command("multihop")
+@global_options
+@click.option(
+    "--hops",
+    type=click.IntRange(1, MAX_HOPS),
+    default=2,
+    show_default=True,
+    help="Channels between payer and payee (hops + 1 node processes in a line).",
+)
+@click.option("--payments", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, MAX_PER_DIRECTION),
+    default=100,
+    show_default=True,
+    help="Payments in flight (one direction: at most its lock limit).",
+)
+@click.option(
+    "--direct/--no-direct",
+    default=True,
+    show_default=True,
+    help="Also measure the same payments over the payer's own channel, for the ratio.",
+)
+@click.option(
+    "--profile-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    hidden=True,
+    help="Profile every node (cProfile) into this directory.",
+)
+@click.pass_context
+def bench_multihop(
+    ctx: click.Context,
+    hops: int,
+    payments: int,
+    concurrency: int,
+    direct: bool,
+    profile_dir: Path | None,
+) -> None:
+    """Payments per second and latency across hops.
+
+    Between node processes in a line, routed over the graph they learnt by gossip, every
+    state durable; in the same run, the same payments over one channel, for the ratio.
+
+    \b
+    Example:
+      p2pchan bench multihop --hops 2 --payments 20000 --json
+    """
+    config = MultihopBenchConfig(
+        hops, payments, concurrency, direct=direct, profile_dir=profile_dir
+    )
+    emit(ctx, _with_progress(ctx, lambda progress: run_multihop_bench(config, progress)))
+
+
+@bench.command("gossip")
+@global_options
+@click.option("--nodes", type=click.IntRange(MIN_NODES, 200), default=50, show_default=True)
+@click.option(
+    "--channels",
+    type=click.IntRange(MIN_NODES),
+    default=None,
+    help="Channels: a ring through every node plus random chords  [default: twice --nodes]",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Draws the chords.")
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Seconds the whole run may take, start-up included.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    hidden=True,
+    help="Run in this new directory and keep it (the nodes' logs), to look into a run.",
+)
+@click.pass_context
+def bench_gossip(
+    ctx: click.Context,
+    nodes: int,
+    channels: int | None,
+    seed: int,
+    deadline: float,
+    workdir: Path | None,
+) -> None:
+    """Seconds until every node knows every channel and update.
+
+    Node processes joined by channels opened at once on one layer 1; from the last channel
+    usable until every node has stored every announcement and update. Also per message, how
+    long it took to reach the last node, and each node's traffic and memory.
+
+    \b
+    Example:
+      p2pchan bench gossip --nodes 50 --json
+    """
+    count = min(2 * nodes, max_channels(nodes)) if channels is None else channels
+    if not nodes <= count <= max_channels(nodes):
+        raise click.BadParameter(
+            f"{nodes} nodes take from {nodes} to {max_channels(nodes)} channels",
+            param_hint="--channels",
+        )
+    config = GossipBenchConfig(nodes, count, seed, deadline, workdir)
+    emit(ctx, _with_progress(ctx, lambda progress: run_gossip_bench(config, progress)))

@@ -232,6 +232,8 @@ class Driver:
                 if persist:
                     batch = StoreBatch.of(persist)
                     await self.database.run(lambda connection: self.tables.write(connection, batch))
+                    if batch.gossip and log.is_enabled_for(logging.DEBUG):
+                        _log_gossip(batch.gossip)
         self._notify(notes)
         await self._send(sends)
         return outputs
@@ -413,3 +415,19 @@ def _log_final(record: PaymentRecord, outcome: PaymentOutcome) -> None:
         log.info("payment_sent", **fields)
     else:
         log.info("payment_received", **fields)
+
+
+def _log_gossip(stored: list[PersistGossip]) -> None:
+    """At debug level, what gossip a step made durable: channels, updates (channel, direction's
+    node, timestamp) and node announcements, so a benchmark can tell when each node first knew
+    each message (`p2pchan bench gossip` reads these lines)."""
+    for rows in stored:
+        log.debug(
+            "gossip_stored",
+            channels=[known.announcement.channel_id.hex() for known in rows.channels],
+            updates=[
+                [u.body.channel_id.hex(), u.body.from_node.hex(), u.body.timestamp_ms]
+                for u in rows.updates
+            ],
+            nodes=[[n.body.node_id.hex(), n.body.timestamp_ms] for n in rows.nodes],
+        )

@@ -38,6 +38,8 @@ from p2pchan.wire.peer_messages import PEER_MESSAGES, PROTOCOL_VERSION, Goodbye,
 
 log = structlog.get_logger(__name__)
 
+TRAFFIC_FIELDS = ("bytes_sent", "bytes_received", "messages_sent", "messages_received")
+
 
 @dataclass(frozen=True)
 class PeerConfig:
@@ -446,6 +448,19 @@ class PeerManager:
         if remembered is None:
             raise UserError(f"unknown peer {node_id.hex()}")
         return PeerInfo(node_id, remembered.host, remembered.port, False, None, True)
+
+    def traffic(self, node_id: NodeId) -> dict[str, int | None]:
+        """The live session's counts with this peer (None when not connected): encrypted
+        bytes each way since the handshake, and messages (pings included)."""
+        session = self.sessions.get(node_id)
+        if session is None:
+            return dict.fromkeys(TRAFFIC_FIELDS)
+        return {
+            "bytes_sent": session.secure.bytes_sent,
+            "bytes_received": session.secure.bytes_received,
+            "messages_sent": session.messages_sent,
+            "messages_received": session.messages_received,
+        }
 
     def all_peers(self) -> list[PeerInfo]:
         return [self.info(node_id) for node_id in {*self.remembered, *self.sessions}]

@@ -36,12 +36,15 @@ async def _receive_exactly(stream: trio.abc.Stream, size: int, what: str) -> byt
 
 class SecureStream:
     """Whole message bodies in and out of Noise frames. One sender at a time: the caller
-    serialises `send` (encryption order is nonce order)."""
+    serialises `send` (encryption order is nonce order). Counts the encrypted bytes each way
+    after the handshake (what `peers` reports as a session's traffic)."""
 
     def __init__(self, stream: trio.abc.Stream, cipher: TransportCipher, remote: NodeId) -> None:
         self.stream = stream
         self.cipher = cipher
         self.remote_node_id = remote
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     async def send(self, bodies: Sequence[bytes]) -> None:
         """Encrypt `bodies` as consecutive frames and write them with one call.
@@ -55,12 +58,15 @@ class SecureStream:
                     f"a frame body is at most {MAX_BODY_SIZE} bytes, this one is {len(body)}"
                 )
         encrypt = self.cipher.encryptor.encrypt
-        await self.stream.send_all(b"".join([encrypt(body) for body in bodies]))
+        data = b"".join([encrypt(body) for body in bodies])
+        await self.stream.send_all(data)
+        self.bytes_sent += len(data)
 
     async def receive(self) -> list[bytes]:
         """The next bodies to arrive (at least one); an empty list means the peer closed."""
         while True:
             data = await self.stream.receive_some(RECEIVE_SIZE)
+            self.bytes_received += len(data)
             if not data:
                 if self.cipher.decryptor.buffered:
                     raise RemoteProtocolError("connection closed inside a frame")

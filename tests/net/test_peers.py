@@ -120,6 +120,31 @@ async def test_messages_reach_the_handler_in_order_both_ways(network: Network, n
         assert alice.received == [(bob.node_id, Note(count - index)) for index in range(count)]
 
 
+async def test_traffic_counts_each_sides_encrypted_bytes_and_messages(
+    network: Network, notes: None
+) -> None:
+    with trio.fail_after(DEADLINE):
+        alice, bob = await network.start("alice", QUIET), await network.start("bob", QUIET)
+        await alice.connect(bob)
+        await bob.manager.wait_connected(alice.node_id)
+        count = 100
+        for index in range(count):
+            await alice.session(bob).send(Note(index))
+        await poll_until(lambda: len(bob.received) == count, "alice's notes at bob")
+
+        sent, received = alice.manager.traffic(bob.node_id), bob.manager.traffic(alice.node_id)
+        assert sent["bytes_sent"] == received["bytes_received"]
+        assert received["bytes_received"] > count * (18 + 16)  # a header and a tag per frame
+        assert sent["messages_sent"] == count
+        assert received["messages_received"] == count  # the inits came before the session
+
+        await alice.manager.disconnect(bob.node_id)
+        await poll_until(lambda: bob.node_id not in alice.manager.sessions, "the session's end")
+        assert alice.manager.traffic(bob.node_id) == dict.fromkeys(
+            ("bytes_sent", "bytes_received", "messages_sent", "messages_received")
+        )
+
+
 async def test_init_for_another_chain_is_refused_and_the_listener_keeps_serving(
     network: Network,
 ) -> None:

@@ -67,7 +67,9 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
         return (await node.peers.connect(node_id, host, port)).to_json()
 
     async def peers(params: dict[str, Any]) -> list[dict[str, Any]]:
-        return [peer.to_json() for peer in node.peers.all_peers()]
+        return [
+            peer.to_json() | node.peers.traffic(peer.node_id) for peer in node.peers.all_peers()
+        ]
 
     async def disconnect(params: dict[str, Any]) -> dict[str, Any]:
         node_id = parsed_param(params, "node_id", _node_id)

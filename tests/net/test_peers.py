@@ -130,7 +130,7 @@ async def test_traffic_counts_each_sides_encrypted_bytes_and_messages(
         count = 100
         for index in range(count):
             await alice.session(bob).send(Note(index))
-        await poll_until(lambda: len(bob.received) == count, "alice's notes at bob")
+        await bob.inbox.wait_for(count)
 
         sent, received = alice.manager.traffic(bob.node_id), bob.manager.traffic(alice.node_id)
         assert sent["bytes_sent"] == received["bytes_received"]
@@ -139,7 +139,7 @@ async def test_traffic_counts_each_sides_encrypted_bytes_and_messages(
         assert received["messages_received"] == count  # the inits came before the session
 
         await alice.manager.disconnect(bob.node_id)
-        await poll_until(lambda: bob.node_id not in alice.manager.sessions, "the session's end")
+        await alice.manager.wait_until(lambda: bob.node_id not in alice.manager.sessions)
         assert alice.manager.traffic(bob.node_id) == dict.fromkeys(
             ("bytes_sent", "bytes_received", "messages_sent", "messages_received")
         )

@@ -7,6 +7,7 @@ can read. The X25519 keys Noise needs are converted from the Ed25519 ones (libso
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -52,8 +53,13 @@ class Identity:
         return f"Identity(node_id={self.node_id.hex()})"
 
 
+@functools.lru_cache(maxsize=4096)
 def x25519_public_key(node_id: bytes) -> bytes:
-    """The X25519 public key of a node id (`crypto_sign_ed25519_pk_to_curve25519`)."""
+    """The X25519 public key of a node id (`crypto_sign_ed25519_pk_to_curve25519`).
+
+    Cached: the conversion is pure and costs about one X25519 multiplication (libsodium checks
+    the point), and a payer converts the same few mediators' ids for every onion. An invalid id
+    raises, and exceptions are not cached."""
     try:
         return bytes(nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(node_id))
     except (nacl.exceptions.CryptoError, ValueError, TypeError, RuntimeError):

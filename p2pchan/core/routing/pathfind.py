@@ -45,6 +45,10 @@ if TYPE_CHECKING:
     from p2pchan.core.routing.bounds import Bounds
     from p2pchan.core.routing.mission import MissionControl
 
+# Below this many channels the pure-Python search alone is faster than building the array
+# bounds first (measured: 16-27 us against 125-320 us for a route over two channels).
+BOUNDS_MIN_CHANNELS = 1_000
+
 
 def penalty_cost(penalty: float, fee_cap: int) -> int:
     """A mission-control penalty (0..1) as a fee-like cost: 1.0 costs more than the whole fee
@@ -65,14 +69,16 @@ def find_route(
     mission: MissionControl | None = None,
     now_ms: int,
     excluded: frozenset[bytes] = frozenset(),
-    use_bounds: bool = True,
+    use_bounds: bool | None = None,
 ) -> Route:
     """The cheapest route from `source` to `target` delivering exactly `amount`.
 
     `local_balances`: channel id -> what `source` can send on it now (its channels not listed
     are unusable; their gossip policy is not consulted). `lock_timeout`: blocks from now to the
     lock's expiry; only channels with `settle_timeout >= lock_timeout` are used. `excluded`:
-    channel ids not to use (both directions). `use_bounds=False` forces the pure-Python search.
+    channel ids not to use (both directions). `use_bounds`: whether to compute the array
+    bounds first (default: only on graphs of `BOUNDS_MIN_CHANNELS` or more, where they pay for
+    their set-up; `False` forces the pure-Python search alone).
     Raises `NoRoute` (reasons: invalid_amount, source_is_target, unknown_source, unknown_target,
     insufficient_balance, no_path).
     """
@@ -81,6 +87,8 @@ def find_route(
     )
     _check(graph, query)
     penalties = _penalty_costs(graph, mission, now_ms, fee_cap)
+    if use_bounds is None:
+        use_bounds = graph.channel_count() >= BOUNDS_MIN_CHANNELS
     bounds = _bounds(graph, query) if use_bounds else None
     upper = math.inf
     if bounds is not None:

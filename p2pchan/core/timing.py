@@ -5,15 +5,26 @@ channel's *window* is min(settle_timeout, max_lock_timeout): the furthest expiry
 for a new lock. A node uses no channel whose settle_timeout < 2 x reveal_timeout; a hop, the
 payee included, accepts a lock only if reveal_timeout < E - height <= window; a payer's lock
 expires `PAYER_LOCK_TIMEOUT` blocks ahead (capped by the window, raised to an invoice's
-minimum); a new lock that would expire within reveal_timeout blocks is not worth sending. A mediator
-forwards a lock only over a channel whose settle_timeout covers E - height, and unlocks its
-outgoing lock off-chain only while more than reveal_timeout blocks remain before E (later, the
-secret is registered on layer 1 first).
+minimum), and routes across hops only over channels whose settle_timeout covers that plus the
+height slack of a hop behind it; a new lock that would expire within reveal_timeout blocks is
+not worth sending. A mediator forwards a lock only over a channel whose settle_timeout covers
+E - height, and unlocks its outgoing lock off-chain only while more than reveal_timeout blocks
+remain before E (later, the secret is registered on layer 1 first).
 """
 
 from __future__ import annotations
 
 PAYER_LOCK_TIMEOUT = 50  # blocks from now to a new lock's expiry, by default
+HEIGHT_SLACK = 2  # blocks a hop's view of layer 1 may trail the payer's
+
+
+def route_lock_timeout(lock_timeout: int) -> int:
+    """The settle_timeout every channel of a multi-hop route must have for a lock expiring
+    `lock_timeout` blocks ahead of the payer's height: a mediator forwards only while
+    E - its height <= the outgoing settle_timeout, and its height may trail the payer's by
+    `HEIGHT_SLACK` blocks (a window of exactly the lock timeout refused every lock from a
+    payer one block ahead)."""
+    return lock_timeout + HEIGHT_SLACK
 
 
 def channel_usable(settle_timeout: int, reveal_timeout: int) -> bool:

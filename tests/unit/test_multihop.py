@@ -36,6 +36,7 @@ from p2pchan.core.payment.fees import forwarding_fee
 from p2pchan.core.payment.records import PaymentRecord
 from p2pchan.core.payment.state import FORWARD_TRANSITIONS, Forward, ForwardStatus, Payer
 from p2pchan.core.routing.route import Hop, Route
+from p2pchan.core.timing import PAYER_LOCK_TIMEOUT, route_lock_timeout
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.crypto.sphinx import shared_secrets
@@ -145,6 +146,37 @@ def test_a_spontaneous_payment_reaches_a_non_neighbour_and_each_mediator_keeps_i
         assert not node.state.payments.forwards and not node.state.payments.outgoing
         for channel in node.state.channels.values():
             assert not channel.ours.all_locks() and not channel.theirs.accepted.locks
+
+
+def test_a_mediator_a_block_behind_the_payer_forwards_over_the_narrowest_usable_window() -> None:
+    # A mediator forwards only while E - its height <= the outgoing settle_timeout; the payer
+    # routes over channels covering its lock timeout plus the slack of a hop behind it.
+    narrowest = route_lock_timeout(PAYER_LOCK_TIMEOUT)
+    nodes = Nodes.create("alice", "bob", "carol")
+    for node in nodes.nodes.values():
+        node.state.fee_policy = POLICY
+    nodes.connect("alice", "bob")
+    nodes.connect("bob", "carol")
+    nodes.open_channel("alice", "bob", DEPOSIT)
+    nodes.open_channel("bob", "carol", DEPOSIT, settle=narrowest)
+    nodes.block()
+    nodes.settle_gossip()
+    nodes.block(to=["alice"])  # the payer's view one block ahead of the others'
+    send(nodes, "alice", "carol", 1000)
+    fee = forwarding_fee(1000, POLICY.fee_base, POLICY.fee_ppm)
+    assert finals(nodes, "alice") == [("out", "succeeded", 1000, fee)]
+
+
+def test_a_channel_whose_window_leaves_no_slack_for_a_hop_behind_carries_no_route() -> None:
+    nodes = Nodes.create("alice", "bob", "carol")
+    nodes.connect("alice", "bob")
+    nodes.connect("bob", "carol")
+    nodes.open_channel("alice", "bob", DEPOSIT)
+    nodes.open_channel("bob", "carol", DEPOSIT, settle=route_lock_timeout(PAYER_LOCK_TIMEOUT) - 1)
+    nodes.block()
+    nodes.settle_gossip()
+    with pytest.raises(NoRoute):
+        routes.plan(nodes["alice"].state, nodes["carol"].node_id, 1000)
 
 
 def test_an_invoice_is_paid_across_hops_and_both_ends_record_the_same_payment() -> None:

@@ -33,7 +33,7 @@ from p2pchan.core.routing.graph import ChannelPolicy, GraphChannel
 from p2pchan.core.routing.pathfind import find_route
 from p2pchan.core.routing.route import Hop, Route
 from p2pchan.core.state import NodeState
-from p2pchan.core.timing import payer_lock_timeout
+from p2pchan.core.timing import payer_lock_timeout, route_lock_timeout
 from p2pchan.crypto.sphinx import Onion, OnionHop, build_onion
 from p2pchan.errors import NoRoute
 from p2pchan.types import Address, ChannelId, NodeId, Secret, SecretHash
@@ -90,7 +90,7 @@ def plan(
             payee,
             amount,
             local_balances=balances,
-            lock_timeout=timeout,
+            lock_timeout=route_lock_timeout(timeout),
             fee_cap=default_fee_cap(amount),
             mission=state.mission,
             now_ms=state.now_ms,

@@ -2,11 +2,14 @@
 
 Every input (`core.inputs`) goes through one table to the handler that routes it to the machines
 that own it: the channel machine (`core.channel.machine`) for everything about one channel, the
-payer and payee machines (`core.payment`) for everything about one payment. A channel reports
-what happened to locks; the payment machines decide what follows (claim, fail, succeed), and
-their decisions go back into the channel within the same transition: nothing internal leaves
-the core. Outputs (`core.outputs`) are what the shell must do, in order, once the `Persist*`
-ones are written: a step is durable before anything it promises goes out.
+payer, payee and mediator machines (`core.payment`, through `payment.router`) for everything
+about one payment, the gossip machine (through `core.network`) for the graph. A channel reports
+what happened to locks; the payment machines decide what follows (claim, fail, forward,
+succeed). Their decisions about that channel go back into it within the same transition; a
+mediator's decisions about another channel leave as `SendHop`, which the shell feeds back as
+`ReceiveHop` once the step is durable (persist before forward). Outputs (`core.outputs`) are
+what the shell must do, in order, once the `Persist*` ones are written: a step is durable
+before anything it promises goes out.
 
 Pure: no IO, no clock, no randomness (time and fresh secrets come inside the inputs). The
 state's tables are updated in place (see `core.state`); a handler that refuses an input raises
@@ -18,24 +21,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from p2pchan.core import network
 from p2pchan.core.channel import machine
 from p2pchan.core.channel import send as channel_send
 from p2pchan.core.channel.events import (
     ChannelOutput,
-    FailureReported,
-    Fault,
     IncomingLocks,
-    IncomingRemoved,
-    IncomingUnlocked,
-    LocksRefused,
-    OutgoingRemoved,
     OutgoingSettled,
     SecretLearned,
     Send,
-    SettleAnswered,
 )
 from p2pchan.core.channel.state import Channel, ChannelStatus
-from p2pchan.core.gossip import machine as gossip
 from p2pchan.core.inputs import (
     ActionAnnounceNode,
     ActionCloseCooperatively,
@@ -55,35 +51,28 @@ from p2pchan.core.inputs import (
     Resume,
     Tick,
 )
-from p2pchan.core.invoice import Invoice, encode_invoice
+from p2pchan.core.invoice import Invoice, encode_invoice, encode_route_hints
 from p2pchan.core.outputs import (
-    ContractSend,
     NotifyFault,
-    NotifyFeesSet,
     NotifyInvoiceCreated,
     NotifyPaymentAdmitted,
     NotifyRefused,
-    NotifySettleResponse,
     Output,
-    PersistChainView,
     PersistChannel,
     PersistInvoice,
-    PersistOnion,
     PersistOnionsExpired,
     PersistProcessedBlock,
     PersistSecret,
     SendMessage,
-    from_gossip,
 )
-from p2pchan.core.payment import incoming, mediator, payee, payer
-from p2pchan.core.payment.incoming import Final, Onward, Unreadable
+from p2pchan.core.payment import mediator, payer, router, routes
 from p2pchan.core.payment.records import InvoiceRecord
-from p2pchan.core.payment.state import ForwardStatus, OpenInvoice, PayeeStatus
+from p2pchan.core.payment.state import ForwardStatus, OpenInvoice
 from p2pchan.core.state import NodeState
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import UserError
 from p2pchan.l1.events import ChannelOpened, ChannelSettled, SecretRegistered
-from p2pchan.types import Address, ChannelId, NodeId, Secret, SecretHash
+from p2pchan.types import Address, ChannelId, Secret, SecretHash
 from p2pchan.wire.channel_messages import ChannelSync, LockedTransfer, Refused
 from p2pchan.wire.locks import HeldLock
 
@@ -111,9 +100,7 @@ def _peer_connected(state: NodeState, event: ReceivePeerConnected) -> list[Outpu
     for channel in list(state.channels.values()):
         if channel.partner == event.peer and channel.status != ChannelStatus.SETTLED:
             outputs += _on_channel(state, channel.channel_id, [machine.SessionStarted()])
-    peer = NodeId(event.peer)
-    outputs += from_gossip(gossip.on_peer_connected(state.network, peer, state.now_ms))
-    return outputs
+    return outputs + network.peer_connected(state, event.peer)
 
 
 def _peer_disconnected(state: NodeState, event: ReceivePeerDisconnected) -> list[Output]:
@@ -136,12 +123,6 @@ def _messages(state: NodeState, event: ReceiveChannelMessages) -> list[Output]:
         if isinstance(m, Refused)
     ]
     return notes + _on_channel(state, event.channel_id, event.messages)
-
-
-def _gossip(state: NodeState, event: ReceiveGossip) -> list[Output]:
-    peer = NodeId(event.peer)
-    found = gossip.on_gossip(state.network, peer, event.message, event.now_ms, state.chain_view)
-    return from_gossip(found)
 
 
 def _hop(state: NodeState, event: ReceiveHop) -> list[Output]:
@@ -204,6 +185,7 @@ def _pay(state: NodeState, event: ActionPay) -> list[Output]:
         payload_secret=None,
         known_secret=None,
         min_lock_timeout=invoice.min_final_lock_timeout,
+        hints=invoice.hints(),
     )
 
 
@@ -220,7 +202,7 @@ def _create_invoice(state: NodeState, event: ActionCreateInvoice) -> list[Output
         event.expiry_seconds,
         state.config.reveal_timeout + 1,
         event.description,
-        b"",
+        encode_route_hints(routes.invoice_hints(state)),
     )
     encoded = encode_invoice(state.identity, invoice)
     record = InvoiceRecord(
@@ -229,34 +211,6 @@ def _create_invoice(state: NodeState, event: ActionCreateInvoice) -> list[Output
     )  # fmt: skip
     state.payments.invoices[secrethash] = OpenInvoice(invoice, record)
     return [PersistInvoice(record), NotifyInvoiceCreated(record)]
-
-
-def _set_fees(state: NodeState, event: ActionSetFees) -> list[Output]:
-    """New fees over our channels, gossiped at once; the old ones still count for a while."""
-    network = state.network
-    ids = list(network.local) if event.channel_ids is None else list(event.channel_ids)
-    before = {cid: network.local[cid].update.body for cid in ids if cid in network.local}
-    found = gossip.set_local_policy(
-        network, event.policy, event.now_ms, state.chain_view, state.identity, event.channel_ids
-    )
-    if event.channel_ids is None:
-        state.fee_policy = event.policy
-    for channel_id, body in before.items():
-        state.previous_policies[channel_id] = (body, event.now_ms)
-    updates = tuple(network.local[cid].update for cid in ids if cid in network.local)
-    return [*from_gossip(found), NotifyFeesSet(updates)]
-
-
-def _announce_node(state: NodeState, event: ActionAnnounceNode) -> list[Output]:
-    found = gossip.announce_node(
-        state.network,
-        event.alias,
-        event.addresses,
-        event.now_ms,
-        state.chain_view,
-        state.identity,
-    )
-    return from_gossip(found)
 
 
 def _track_channel(state: NodeState, event: ActionTrackChannel) -> list[Output]:
@@ -303,7 +257,7 @@ def _block(state: NodeState, event: ContractReceiveBlock) -> list[Output]:
     """One block: first what gossip knows of layer 1 (every channel on it), then the block's
     contract events for every channel of ours they touch, then the new height for every channel
     with something left to do; our channels that became usable are announced."""
-    outputs = _chain_view(state, event)
+    outputs = network.block(state, event)
     if event.view_only:
         return outputs  # a block processed before, replayed for the chain view alone
     state.height = event.height
@@ -318,47 +272,10 @@ def _block(state: NodeState, event: ContractReceiveBlock) -> list[Output]:
     for channel_id, channel in list(state.channels.items()):
         if channel.status != ChannelStatus.SETTLED or channel.settled_unlocks:
             outputs += _on_channel(state, channel_id, [machine.BlockPassed()])
-    outputs += _announce_usable(state)
+    outputs += network.announce_usable(state)
     outputs += _forget_expired_onions(state)
     if event.checkpoint:
         outputs.append(PersistProcessedBlock(event.height))
-    return outputs
-
-
-def _chain_view(state: NodeState, event: ContractReceiveBlock) -> list[Output]:
-    """Every channel layer 1 shows, for gossip (stored with the block that changed it)."""
-    view = state.chain_view
-    if event.height <= view.height:
-        return []
-    changed = view.apply_block(event.height, event.events)
-    outputs: list[Output] = []
-    if changed or event.checkpoint:
-        outputs.append(PersistChainView(view, tuple(changed)))
-    found = gossip.on_chain_block(state.network, event.events, event.now_ms, view)
-    return outputs + from_gossip(found)
-
-
-def _announce_usable(state: NodeState) -> list[Output]:
-    """Our channels that are usable and not announced yet: sign our half and our update."""
-    outputs: list[Output] = []
-    network = state.network
-    for channel in state.channels.values():
-        if (
-            channel.channel_id not in network.local
-            and channel.takes_new_transfers
-            and state.chain_view.channel(channel.channel_id) is not None
-        ):
-            outputs += from_gossip(
-                gossip.local_channel_usable(
-                    network,
-                    channel.channel_id,
-                    NodeId(channel.partner),
-                    state.fee_policy,
-                    state.now_ms,
-                    state.chain_view,
-                    state.identity,
-                )
-            )
     return outputs
 
 
@@ -418,8 +335,7 @@ def _tick(state: NodeState, event: Tick) -> list[Output]:
     for channel_id in list(state.payments.waiting):
         if channel_id in state.channels:
             outputs += _on_channel(state, channel_id, [], admission=True)
-    found = gossip.on_tick(state.network, event.now_ms, state.chain_view, state.identity)
-    return outputs + from_gossip(found)
+    return outputs + network.tick(state, event.now_ms)
 
 
 def _resume(state: NodeState, event: Resume) -> list[Output]:
@@ -432,7 +348,7 @@ def _resume(state: NodeState, event: Resume) -> list[Output]:
         if forward.status == ForwardStatus.OFFERED
     )
     outputs = mediator.refused(state, never_sent) + mediator.claims_after_restart(state)
-    return outputs + _announce_usable(state)
+    return outputs + network.announce_usable(state)
 
 
 # -- one channel's step --------------------------------------------------------------------------
@@ -484,14 +400,14 @@ def _absorb(
             if isinstance(event, Send):
                 outputs.append(SendMessage(partner, event.message))
             elif isinstance(event, SecretLearned):
-                outputs += _secret_learned(state, event, unlocks)
+                outputs += router.secret_learned(state, event, unlocks)
             elif isinstance(event, IncomingLocks):
-                here += _incoming_locks(state, channel, event.locks, outputs)
+                here += router.incoming_locks(state, channel, event.locks, outputs)
             elif isinstance(event, OutgoingSettled):
                 for secrethash in event.secrethashes:
                     outputs += payer.succeeded(state, secrethash, None)
             else:
-                outputs += _lock_news(state, channel, event)
+                outputs += router.lock_news(state, channel, event)
         if unlocks:
             here.append(machine.UnlockLocks(unlocks))
             unlocks = {}
@@ -500,102 +416,6 @@ def _absorb(
         for decided in here:
             channel, more = machine.transition(channel, decided, context)
             queue += more
-
-
-def _secret_learned(
-    state: NodeState, event: SecretLearned, unlocks: dict[SecretHash, Secret]
-) -> list[Output]:
-    """The secret of a lock we sent: a payment of ours succeeded (unlock it now), or a forward
-    claims upstream (and unlocks now, or once layer 1 shows the secret)."""
-    secrethash = event.secrethash
-    if mediator.owns(state, secrethash):
-        now, outputs = mediator.secret_learned(state, secrethash, event.secret)
-        if now:
-            unlocks[secrethash] = event.secret
-        return outputs
-    unlocks[secrethash] = event.secret  # a lock nobody tracks: the partner proved its claim
-    return payer.succeeded(state, secrethash, event.secret)
-
-
-def _incoming_locks(
-    state: NodeState, channel: Channel, locks: tuple[HeldLock, ...], outputs: list[Output]
-) -> list[object]:
-    """Read each new incoming lock and let the payee or the mediator decide on it. Returns the
-    decisions about this channel (claims, failures)."""
-    if state.withhold_decisions:  # dev attack mode `withhold-reveal`
-        return []
-    key = state.identity.x25519_private_key()
-    seen = state.payments.seen_onions
-    finals: list[tuple[HeldLock, Final]] = []
-    onwards: list[tuple[HeldLock, Onward]] = []
-    failures: dict[SecretHash, tuple[str, bytes | None]] = {}
-    for held in locks:
-        found = incoming.read(held, key, seen)
-        if isinstance(found, Unreadable):
-            failures[held.secrethash] = (found.reason, found.failure)
-        elif isinstance(found, Final):
-            finals.append((held, found))
-            if found.replay_tag is not None:
-                seen[found.replay_tag] = held.lock.expiration_block
-                outputs.append(PersistOnion(found.replay_tag, held.lock.expiration_block))
-        else:
-            onwards.append((held, found))
-    claims, declines, records = payee.on_locks(state, channel, finals)
-    outputs += records
-    failures.update(declines)
-    if onwards:
-        refusals, forwarded = mediator.offer(state, channel, onwards)
-        outputs += forwarded
-        failures.update(refusals)
-    decisions: list[object] = []
-    if claims:
-        decisions.append(machine.ClaimLocks(claims))
-    if failures:
-        reason = "; ".join(sorted({why for why, _ in failures.values()}))
-        packets = {h: packet for h, (_, packet) in failures.items() if packet is not None}
-        decisions.append(machine.FailLocks(tuple(failures), reason, packets))
-    return decisions
-
-
-def _lock_news(state: NodeState, channel: Channel, event: ChannelOutput) -> list[Output]:
-    """Everything else a channel reports: to the shell as it is, or to the payment machine that
-    owns the lock."""
-    if isinstance(event, Fault):
-        return [NotifyFault(channel.partner, event.points, event.reason, event.budgeted)]
-    if isinstance(event, SettleAnswered):
-        return [NotifySettleResponse(channel.channel_id, event.refusal)]
-    outputs: list[Output] = []
-    if isinstance(event, IncomingUnlocked):
-        for held in event.locks:
-            if mediator.owns(state, held.secrethash):
-                outputs += mediator.upstream_paid(state, held.secrethash)
-            else:
-                outputs += payee.finished(state, held.secrethash, PayeeStatus.SUCCEEDED)
-    elif isinstance(event, IncomingRemoved):
-        for secrethash in event.secrethashes:
-            if mediator.owns(state, secrethash):
-                outputs += mediator.upstream_removed(state, secrethash)
-            else:
-                reason = "lock removed unpaid"
-                outputs += payee.finished(state, secrethash, PayeeStatus.FAILED, reason)
-    elif isinstance(event, OutgoingRemoved):
-        for secrethash in event.secrethashes:
-            if mediator.owns(state, secrethash):
-                outputs += mediator.downstream_removed(state, secrethash, event.reason)
-            else:
-                outputs += payer.removed(state, secrethash, event.reason)
-    elif isinstance(event, FailureReported):
-        if mediator.owns(state, event.secrethash):
-            mediator.failure_reported(state, event.secrethash, event.packet)
-        else:
-            payer.failure_reported(state, event.secrethash, event.packet)
-    elif isinstance(event, LocksRefused):
-        outputs += mediator.refused(state, event.refused)
-    elif isinstance(event, ContractSend):
-        outputs.append(event)  # a layer-1 duty, as it is
-    else:
-        raise TypeError(f"nothing routes a channel's {type(event).__name__}")
-    return outputs
 
 
 def _fill_window(
@@ -625,10 +445,10 @@ _HANDLERS: dict[type, Callable[[NodeState, Any], list[Output]]] = {
     ReceivePeerConnected: _peer_connected,
     ReceivePeerDisconnected: _peer_disconnected,
     ReceiveChannelMessages: _messages,
-    ReceiveGossip: _gossip,
+    ReceiveGossip: network.received,
     ReceiveHop: _hop,
-    ActionSetFees: _set_fees,
-    ActionAnnounceNode: _announce_node,
+    ActionSetFees: network.set_fees,
+    ActionAnnounceNode: network.announce_node,
     ActionSend: _send,
     ActionPay: _pay,
     ActionCreateInvoice: _create_invoice,

@@ -11,6 +11,10 @@ each ended by a `Tick` that admits them together, so a burst of `send`s costs on
 one disk sync, their locks sharing one update. A mediator's decisions about other channels
 (`SendHop`) are fed back the same way: gathered per channel, in steps of their own once the
 step that made them is durable, so forwards arriving in many updates leave in few.
+
+`run` ticks every `TICK_SECONDS` of trio's clock; each `Tick` carries the time `clock` reads
+(the wall clock in milliseconds in a node; a test may tie it to trio's virtual clock, so the
+core's timeouts play out in virtual time).
 """
 
 from __future__ import annotations
@@ -132,12 +136,14 @@ class Driver:
         actions: ChainActions,
         sessions: Callable[[Address], PeerSession | None],
         attacks: Attacks = HONEST,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.state = state
         self.database = database
         self.tables = ChannelTables()
         self.actions = actions
         self.attacks = attacks
+        self.clock = clock
         self._session_of = sessions
         self._lock = trio.Lock()
         self._changed = trio.Event()
@@ -171,7 +177,7 @@ class Driver:
             task_status.started()
             while True:
                 await trio.sleep(TICK_SECONDS)
-                await self.step([Tick(now_ms())])
+                await self.step([Tick(self.clock())])
 
     # -- the step ----------------------------------------------------------------------------
 
@@ -256,7 +262,7 @@ class Driver:
                 del self._queued[:PAYMENTS_PER_STEP]
                 self._admission_due = False
                 # The tick admits them together: their locks share the channel's next update.
-                await self.step([*batch, Tick(now_ms())], urgent=False)
+                await self.step([*batch, Tick(self.clock())], urgent=False)
         finally:
             # No checkpoint since the last check: nobody can have queued unseen.
             self._draining = False
@@ -333,7 +339,7 @@ class Driver:
         try:
             while self._hops:
                 hops, self._hops = self._hops, {}
-                now = now_ms()
+                now = self.clock()
                 await self.step(
                     [ReceiveHop(cid, tuple(events), now) for cid, events in hops.items()]
                 )

@@ -1,11 +1,14 @@
 """The node's composition root: identity, store, layer 1, the driver of the node's core, peers,
-the chain watcher, RPC.
+the chain watcher, the Plasma wallets, RPC.
 
 `open_node` loads everything that can fail before serving (key file permissions, the data dir
 lock, the database, layer 1's chain id, which must match the one this data dir was created for).
 `Node.run` then starts in the order crash safety needs: the stored state is loaded (when the node
 is built), the chain watcher catches up with every block missed while down, and only then are
-peers redialled (and re-synced) and the RPC and the `node.json` ready file offered.
+peers redialled (and re-synced) and the RPC and the `node.json` ready file offered. The watcher
+of each joined child chain starts with them, replays its chain from layer 1 on its own
+subscription, and acts only once caught up (see `net/plasma_watch.py`); the channels do not
+wait for it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from p2pchan.net.api import channels as channels_api
 from p2pchan.net.api import graph as graph_api
 from p2pchan.net.api import node as node_api
 from p2pchan.net.api import payments as payments_api
+from p2pchan.net.api import plasma as plasma_api
 from p2pchan.net.api.context import NodeContext
 from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.chain_watch import ChainWatcher
@@ -44,6 +48,7 @@ from p2pchan.net.l1_link import L1Link
 from p2pchan.net.misbehave import Attacks, attack_messages
 from p2pchan.net.peer import PeerSession
 from p2pchan.net.peers import PeerManager
+from p2pchan.net.plasma_wallets import PlasmaWallets
 from p2pchan.net.rpc import RpcServer
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.storage.node_store import load_state
@@ -51,6 +56,7 @@ from p2pchan.types import Address, ChainId, ChannelId, NodeId
 from p2pchan.wire.channel_messages import ChannelMessage
 from p2pchan.wire.gossip_messages import GossipMessage
 from p2pchan.wire.peer_messages import PeerMessage
+from p2pchan.wire.plasma_messages import PlasmaMessage
 
 log = structlog.get_logger(__name__)
 
@@ -131,11 +137,28 @@ class Node:
             processed=state.height,
             after_block=self._attack if self.attacks else None,
         )
+        self.plasma = PlasmaWallets(
+            identity,
+            chain_id,
+            database,
+            self.actions,
+            self.wallet,
+            self.link,
+            dev=config.dev,
+            send_to_peer=self._send_to_peer,
+        )
         self.rpc = RpcServer()
         context = NodeContext(
-            config, identity, self.driver, self.peers, self.link, self.wallet, self.chain
+            config,
+            identity,
+            self.driver,
+            self.peers,
+            self.link,
+            self.wallet,
+            self.chain,
+            self.plasma,
         )
-        for area in (node_api, channels_api, payments_api, graph_api):
+        for area in (node_api, channels_api, payments_api, graph_api, plasma_api):
             area.register(self.rpc, context)
         self._cancel_scope = trio.CancelScope()
 
@@ -150,6 +173,8 @@ class Node:
                 per_channel.setdefault(message.channel_id, []).append(message)
             elif isinstance(message, GossipMessage):
                 gossip.append(ReceiveGossip(session.node_id, message, now))
+            elif isinstance(message, PlasmaMessage):
+                await self.plasma.on_peer_message(session.node_id, message)
             else:
                 log.info("peer_message_unhandled", type=type(message).__name__)
         for channel_id, batch in per_channel.items():
@@ -164,6 +189,17 @@ class Node:
 
     def _session_of(self, node_id: Address) -> PeerSession | None:
         return self.peers.sessions.get(NodeId(node_id))
+
+    async def _send_to_peer(self, node_id: Address, message: PeerMessage) -> bool:
+        """Queue `message` for a connected peer; False if it is not (or no longer) connected."""
+        session = self._session_of(node_id)
+        if session is None:
+            return False
+        try:
+            await session.send(message)
+        except trio.ClosedResourceError:
+            return False
+        return True
 
     async def _on_session(self, session: PeerSession) -> None:
         await self.driver.step([ReceivePeerConnected(session.node_id)])
@@ -199,6 +235,7 @@ class Node:
                     channels = len(self.driver.state.channels)
                     log.info("node_caught_up", height=height, channels=channels)
                     await self.driver.step([Resume(now_ms())])
+                    await nursery.start(self.plasma.run)
                     port = await nursery.start(
                         self.peers.run, self.config.listen_host, self.config.listen_port
                     )

@@ -92,6 +92,7 @@ class Nodes:
     nodes: dict[str, Node] = field(default_factory=dict)
     wire: list[tuple[str, str, ChannelMessage]] = field(default_factory=list)  # from, to, msg
     gossip: list[tuple[str, str, GossipMessage]] = field(default_factory=list)
+    delivered: list[tuple[str, str, ChannelMessage]] = field(default_factory=list)
     height: int = START_HEIGHT
     now_ms: int = NOW_MS
 
@@ -161,6 +162,7 @@ class Nodes:
         while (self.wire or self.gossip) and (count is None or delivered < count):
             if self.wire:
                 sender, receiver, message = self.wire.pop(0)
+                self.delivered.append((sender, receiver, message))
                 peer = self.nodes[sender].node_id
                 received = ReceiveChannelMessages(peer, message.channel_id, (message,), self.now_ms)
                 self.feed(receiver, received)

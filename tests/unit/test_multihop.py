@@ -20,9 +20,10 @@ from p2pchan.core.inputs import (
     ReceiveChannelMessages,
     Resume,
 )
-from p2pchan.core.invoice import decode_invoice
+from p2pchan.core.invoice import RouteHint, decode_invoice
 from p2pchan.core.node import transition
 from p2pchan.core.outputs import (
+    ContractSendRegisterSecret,
     NotifyInvoiceCreated,
     NotifyPaymentAdmitted,
     NotifyPaymentFinal,
@@ -30,15 +31,21 @@ from p2pchan.core.outputs import (
     SendHop,
     SendMessage,
 )
-from p2pchan.core.payment import routes
+from p2pchan.core.payment import incoming, routes
 from p2pchan.core.payment.fees import forwarding_fee
 from p2pchan.core.payment.records import PaymentRecord
 from p2pchan.core.payment.state import FORWARD_TRANSITIONS, Forward, ForwardStatus, Payer
+from p2pchan.core.routing.route import Hop, Route
 from p2pchan.crypto.hashing import sha256
-from p2pchan.errors import LocalProtocolError
+from p2pchan.crypto.keys import Identity
+from p2pchan.crypto.sphinx import shared_secrets
+from p2pchan.crypto.sphinx_failure import read_failure
+from p2pchan.errors import LocalProtocolError, NoRoute
+from p2pchan.l1.events import SecretRegistered
 from p2pchan.types import ChannelId, Secret
-from p2pchan.wire.channel_messages import LockedTransfer, RevealSecret
-from p2pchan.wire.locks import HeldLock
+from p2pchan.wire.channel_messages import LockedTransfer, LockFailed, RevealSecret, Unlock
+from p2pchan.wire.locks import HeldLock, Lock
+from p2pchan.wire.onion_payload import FailureMessage
 from tests.unit.node_helpers import Nodes
 
 DEPOSIT = 10_000
@@ -374,3 +381,129 @@ def test_admission_refusals_of_a_routed_payment_name_the_reason() -> None:
     )
     [note] = [n for n in nodes["alice"].notified if isinstance(n, NotifyPaymentAdmitted)]
     assert note.refusal is not None and "no route" in note.refusal
+
+
+def test_a_mediator_learning_the_secret_close_to_expiry_registers_it_before_paying_on() -> None:
+    nodes, (ab, bc) = line("alice", "bob", "carol")
+    nodes.feed("alice", ActionSend(1, nodes["carol"].node_id, 1000, secret(1), nodes.now_ms))
+    nodes.tick("alice")
+    # Deliver until carol reveals the secret to bob; hold that reveal back until the lock is
+    # close to its expiry.
+    while not any(isinstance(m, RevealSecret) and s == "carol" for s, _, m in nodes.wire):
+        assert nodes.deliver(1)
+    [held] = [e for e in nodes.wire if e[0] == "carol" and isinstance(e[2], RevealSecret)]
+    nodes.wire.remove(held)
+    nodes.deliver()
+    expiration = nodes["bob"].channel(bc).ours.all_locks()[0].lock.expiration_block
+    reveal_timeout = nodes["bob"].state.config.reveal_timeout
+    while expiration - nodes.height > reveal_timeout:
+        nodes.block(to=["bob"])  # only bob's clock matters here
+    nodes.feed("bob", ReceiveChannelMessages(nodes["carol"].node_id, bc, (held[2],), nodes.now_ms))
+    to_carol = [m for s, r, m in nodes.wire if (s, r) == ("bob", "carol")]
+    to_alice = [m for s, r, m in nodes.wire if (s, r) == ("bob", "alice")]
+    assert not any(isinstance(m, Unlock) for m in to_carol)  # not paid on yet
+    assert any(isinstance(m, RevealSecret) for m in to_alice)  # claimed upstream at once
+    nodes.wire = [entry for entry in nodes.wire if entry[1] != "alice"]  # alice does not answer
+    nodes.deliver()
+    nodes.block(to=["bob"])
+    registers = [d for d in nodes["bob"].duties if isinstance(d, ContractSendRegisterSecret)]
+    assert [d.channel_id for d in registers] == [ab]
+    registered = SecretRegistered(sha256(secret(1)), secret(1), nodes.height + 1)
+    nodes.block([registered], to=["bob"])
+    to_carol = [m for s, r, m in nodes.wire if (s, r) == ("bob", "carol")]
+    assert any(isinstance(m, Unlock) for m in to_carol)  # layer 1 shows it: paid on
+
+
+def _forged_onion(nodes: Nodes, hops: list[Hop], expiration: int, index: int) -> HeldLock:
+    """A lock of alice's carrying an onion she built by hand (to say what an honest payer
+    would not)."""
+    secrethash = sha256(secret(index))
+    key = routes.session_key(nodes["alice"].state, secrethash, 0)
+    route = Route(nodes["alice"].node_id, tuple(hops))
+    onion = routes.onion_for(route, expiration, secret(index), key, secrethash)
+    return HeldLock(Lock(hops[0].amount, expiration, secrethash), onion.packet)
+
+
+def _offer(nodes: Nodes, held: HeldLock, channel_id: ChannelId) -> None:
+    alice = nodes["alice"].state.payments
+    alice.outgoing[held.secrethash] = Payer(created_record(nodes, held), held)
+    alice.waiting[channel_id] = [held.secrethash]
+    run(nodes)
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("unknown_next_hop", "unknown_next_hop"),
+        ("underpaid", "fee_insufficient"),
+        ("payload_over_lock", "bad_payload"),
+    ],
+)
+def test_a_mediator_refuses_what_it_cannot_or_should_not_forward(case: str, code: str) -> None:
+    nodes, (ab, bc) = line("alice", "bob", "carol")
+    bob, carol = nodes["bob"].node_id, nodes["carol"].node_id
+    expiration = nodes.height + 50
+    target = carol if case != "unknown_next_hop" else Identity(sha256(b"a stranger")).node_id
+    lock_amount = {"underpaid": 1000, "payload_over_lock": 999}.get(case, 1015)
+    hops = [Hop(bob, ab, lock_amount, 15), Hop(target, bc, 1000, 0)]
+    held = _forged_onion(nodes, hops, expiration, 7)
+    _offer(nodes, held, ab)
+    assert not nodes["bob"].state.payments.forwards
+    assert local_balance(nodes, "carol", bc) == 0 and local_balance(nodes, "alice", ab) == DEPOSIT
+    # Bob's failure names the reason, sealed for the payer alone; alice reads it.
+    key = routes.session_key(nodes["alice"].state, held.secrethash, 0)
+    index, message = read_failure(shared_secrets([bob, target], key), _last_failure(nodes))
+    assert index == 0 and FailureMessage.decode(message).code == code
+
+
+def _last_failure(nodes: Nodes) -> bytes:
+    for sender, receiver, message in reversed(nodes.delivered):
+        if (sender, receiver) == ("bob", "alice") and isinstance(message, LockFailed):
+            return message.failures[0]
+    raise AssertionError("bob sent no lock_failed with a failure")
+
+
+def test_a_tampered_or_malformed_onion_is_failed_unread() -> None:
+    nodes, (ab, _) = line("alice", "bob", "carol")
+    bob, carol = nodes["bob"].node_id, nodes["carol"].node_id
+    held = _forged_onion(
+        nodes, [Hop(bob, ab, 1015, 15), Hop(carol, ab, 1000, 0)], nodes.height + 50, 8
+    )
+    key = nodes["bob"].identity.x25519_private_key()
+    tampered = replace(
+        held, payload=held.payload[:100] + bytes([held.payload[100] ^ 1]) + held.payload[101:]
+    )
+    found = incoming.read(tampered, key, {})
+    assert isinstance(found, incoming.Unreadable) and found.failure is None
+    assert "authentication" in found.reason
+    other_hash = replace(held, lock=replace(held.lock, secrethash=sha256(b"another payment")))
+    assert isinstance(incoming.read(other_hash, key, {}), incoming.Unreadable)  # bound to its hash
+    for payload in (b"", b"\x01" * 40, held.payload[:-1]):
+        found = incoming.read(replace(held, payload=payload), key, {})
+        assert isinstance(found, incoming.Unreadable)
+
+
+def test_an_invoice_s_route_hints_reach_a_payee_gossip_has_not_told_us_of() -> None:
+    nodes, (_, bc) = line("alice", "bob", "carol")
+    alice = nodes["alice"].state
+    alice.graph.remove_channel(bc)  # gossip of carol's channel has not reached alice
+    assert alice.graph.channel(bc) is None
+    created = nodes.feed("carol", ActionCreateInvoice(700, "", 3600, secret(9), nodes.now_ms))
+    [note] = [o for o in created if isinstance(o, NotifyInvoiceCreated)]
+    invoice = decode_invoice(note.record.encoded, nodes["carol"].state.chain_id)
+    [hint] = invoice.hints()
+    assert (hint.node_id, hint.channel_id) == (nodes["bob"].node_id, bc)
+    assert (hint.fee_base, hint.fee_ppm) == (POLICY.fee_base, POLICY.fee_ppm)
+    nodes.feed("alice", ActionPay(3, invoice, None, nodes.now_ms))
+    run(nodes)
+    assert finals(nodes, "alice") == [("out", "succeeded", 700, forwarding_fee(700, 5, 10_000))]
+    assert alice.graph.channel(bc) is None  # the hint served one search, nothing more
+
+
+def test_a_hint_layer_1_does_not_show_is_ignored() -> None:
+    nodes, (_, bc) = line("alice", "bob", "carol")
+    alice = nodes["alice"].state
+    alice.graph.remove_channel(bc)
+    made_up = RouteHint(nodes["bob"].node_id, ChannelId(sha256(b"no such channel")), 0, 0)
+    with pytest.raises(NoRoute):
+        routes.plan(alice, nodes["carol"].node_id, 700, hints=(made_up,))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from p2pchan.core.channel.machine import ClaimLocks, FailLocks, QueueLocks
+from p2pchan.core.channel.machine import ClaimLocks, FailLocks, QueueLocks, UnlockLocks
 from p2pchan.core.channel.state import Channel
 from p2pchan.core.outputs import (
     NotifyPaymentFinal,
@@ -40,7 +40,7 @@ from p2pchan.core.payment.incoming import Onward
 from p2pchan.core.payment.records import PaymentRecord, outcome_of
 from p2pchan.core.payment.state import Forward, ForwardStatus
 from p2pchan.core.state import NodeState
-from p2pchan.core.timing import too_close_to_claim, too_far_to_forward
+from p2pchan.core.timing import may_unlock_downstream, too_close_to_claim, too_far_to_forward
 from p2pchan.crypto.sphinx_failure import wrap_failure
 from p2pchan.types import ChannelId, Secret, SecretHash
 from p2pchan.wire.codec import pack
@@ -102,9 +102,11 @@ def _check(
     height = state.height
 
     def refuse(
-        reason: str, code: FailureCode, channel: ChannelId | None = None, update: bytes = b""
+        reason: str, code: FailureCode, channel: ChannelId | None = None, update: bool = False
     ) -> Refusal:
-        return Refusal(reason, incoming.sealed(secret, code, channel, update))
+        """`update`: a fee or limit failure carries our current signed channel_update."""
+        signed = _signed_update(state, channel) if update and channel is not None else b""
+        return Refusal(reason, incoming.sealed(secret, code, channel, signed))
 
     if payload.expiration_block != lock.expiration_block:
         return refuse("the payload's expiry is not the lock's", FailureCode.BAD_PAYLOAD)
@@ -129,24 +131,18 @@ def _check(
             "expires too far ahead for the next channel", FailureCode.EXPIRY_TOO_FAR, out_id
         )
     policies = policies_for(state, out_id)
-    update = _signed_update(state, out_id)
     current = policies[0]
     if current.disabled:
-        return refuse(
-            "forwarding over this channel is disabled",
-            FailureCode.TEMPORARY_CHANNEL_FAILURE,
-            out_id,
-            update,
-        )
+        reason = "forwarding over this channel is disabled"
+        return refuse(reason, FailureCode.TEMPORARY_CHANNEL_FAILURE, out_id, update=True)
     if payload.amount < current.min_amount:
-        return refuse("below our minimum", FailureCode.AMOUNT_BELOW_MINIMUM, out_id, update)
+        return refuse("below our minimum", FailureCode.AMOUNT_BELOW_MINIMUM, out_id, update=True)
     if payload.amount > current.max_amount:
-        return refuse("above our maximum", FailureCode.AMOUNT_ABOVE_MAXIMUM, out_id, update)
+        return refuse("above our maximum", FailureCode.AMOUNT_ABOVE_MAXIMUM, out_id, update=True)
     fee = lock.amount - payload.amount
     if not any(fee >= forwarding_fee(payload.amount, p.fee_base, p.fee_ppm) for p in policies):
-        return refuse(
-            f"a fee of {fee} is below our policy", FailureCode.FEE_INSUFFICIENT, out_id, update
-        )
+        reason = f"a fee of {fee} is below our policy"
+        return refuse(reason, FailureCode.FEE_INSUFFICIENT, out_id, update=True)
     return out
 
 
@@ -207,8 +203,6 @@ def secret_learned(
 ) -> tuple[bool, list[Output]]:
     """The next hop revealed the secret (or layer 1 showed it): store it, claim upstream.
     Returns whether to unlock the outgoing lock off-chain now."""
-    from p2pchan.core.timing import may_unlock_downstream
-
     forward = state.payments.forwards.get(secrethash)
     if forward is None:
         return True, []
@@ -295,7 +289,13 @@ def upstream_paid(state: NodeState, secrethash: SecretHash) -> list[Output]:
     if forward is None:
         return []
     forward = forward.moved_to(ForwardStatus.SUCCEEDED)
-    return _final(state, forward, "succeeded", "")
+    outputs = _final(state, forward, "succeeded", "")
+    if forward.secret is not None:
+        # Paid: the outgoing lock may be unlocked off-chain now, however close its expiry (a
+        # no-op if it was unlocked already).
+        unlock = UnlockLocks({secrethash: forward.secret})
+        outputs.append(SendHop(forward.out_channel, unlock))
+    return outputs
 
 
 def upstream_removed(state: NodeState, secrethash: SecretHash) -> list[Output]:

@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from p2pchan.core.channel import send as channel_send
 from p2pchan.core.channel.state import Channel
+from p2pchan.core.invoice import RouteHint
 from p2pchan.core.outputs import (
     NotifyPaymentAdmitted,
     NotifyPaymentFinal,
@@ -51,6 +52,7 @@ def start(
     payload_secret: Secret | None,
     known_secret: Secret | None,
     min_lock_timeout: int = 0,
+    hints: tuple[RouteHint, ...] = (),
 ) -> list[Output]:
     """A new payment: refused at once (and recorded) if no route takes it now, else waiting
     for admission to its first channel (`admit`)."""
@@ -68,7 +70,7 @@ def start(
     refusal = _refusal(state, payee, amount)
     if refusal is not None:
         return _refused(request_id, record, refusal, state.now_ms)
-    attempt = Attempt(0, Route(state.us, ()), payload_secret, min_lock_timeout, frozenset())
+    attempt = Attempt(0, Route(state.us, ()), payload_secret, min_lock_timeout, frozenset(), hints)
     payer = Payer(record, None, PayerStatus.WAITING, request_id, attempt)
     try:
         payer = _planned(state, payer, attempt)
@@ -93,6 +95,8 @@ def _no_route_reason(state: NodeState, payee: Address, error: NoRoute) -> str:
     if channel is not None and channel.takes_new_transfers and payee not in state.online:
         return f"peer {short_hex(payee)} is offline: nothing was sent"
     if channel is None or not channel.takes_new_transfers:
+        if error.reason == "unknown_target":  # nobody told us of a channel of the payee's
+            return f"no usable channel with {short_hex(payee)}"
         return f"no usable channel with {short_hex(payee)}, and {error}"
     return str(error)
 
@@ -107,6 +111,7 @@ def _planned(state: NodeState, payer: Payer, attempt: Attempt) -> Payer:
         record.amount,
         min_lock_timeout=attempt.min_lock_timeout,
         excluded=attempt.excluded,
+        hints=attempt.hints,
     )
     expiration = state.height + plan.lock_timeout
     first = plan.route.hops[0]

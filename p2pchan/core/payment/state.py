@@ -21,7 +21,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from p2pchan.core.invoice import Invoice
+from p2pchan.core.invoice import Invoice, RouteHint
 from p2pchan.core.payment.records import InvoiceRecord, PaymentRecord
 from p2pchan.core.routing.route import Route
 from p2pchan.errors import LocalProtocolError
@@ -68,6 +68,7 @@ class Attempt(NamedTuple):
     payload_secret: Secret | None  # a spontaneous payment's secret, for the payee's payload
     min_lock_timeout: int
     excluded: frozenset[ChannelId]  # channels earlier attempts failed on
+    hints: tuple[RouteHint, ...] = ()  # the invoice's route hints
     failure: bytes | None = None  # the encrypted failure reported for this attempt's lock
 
 

@@ -76,7 +76,15 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
             "expiry_seconds": invoice.expiry_seconds,
             "expires_ms": invoice.expires_at_ms(),
             "min_final_lock_timeout": invoice.min_final_lock_timeout,
-            "route_hints": [invoice.route_hints.hex()] if invoice.route_hints else [],
+            "route_hints": [
+                {
+                    "node_id": hint.node_id.hex(),
+                    "channel_id": hint.channel_id.hex(),
+                    "fee_base": hint.fee_base,
+                    "fee_ppm": hint.fee_ppm,
+                }
+                for hint in invoice.hints()
+            ],
         }
 
     async def invoice(params: dict[str, Any]) -> dict[str, Any]:

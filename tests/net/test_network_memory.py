@@ -39,13 +39,13 @@ from p2pchan.net.driver import PaymentWaiter, now_ms
 from p2pchan.storage.node_store import list_payments
 from p2pchan.types import ChannelId, NodeId, Secret
 from tests.net.memory_network import (
-    MemoryNet,
     MemoryNode,
     channel_id_of,
     feed_block,
     opening_events,
     wait_for,
 )
+from tests.net.peer_helpers import MemoryNetwork
 
 DEADLINE = 60  # seconds of trio's (virtual) clock
 DEPOSIT = 5_000
@@ -58,7 +58,10 @@ LINKS = [*itertools.pairwise(TOP), *itertools.pairwise(BOTTOM)]
 
 
 @dataclass
-class Network:
+class Ring:
+    """The eight nodes (n0 to n4 two ways round) and the memory network they talk over."""
+
+    memory: MemoryNetwork
     nodes: dict[str, MemoryNode]
     channels: dict[tuple[str, str], ChannelId]
 
@@ -73,17 +76,15 @@ class Network:
 
 
 @pytest.fixture
-async def network(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
-) -> AsyncIterator[Network]:
-    MemoryNet().install(monkeypatch)
+async def ring(tmp_path: Path, autojump_clock: trio.abc.Clock) -> AsyncIterator[Ring]:
+    memory = MemoryNetwork()
     async with trio.open_nursery() as nursery:
         with trio.fail_after(DEADLINE):
             nodes = {}
             for index in range(8):
                 name = f"n{index}"
                 policy = POLICIES.get(name, CHEAP)
-                nodes[name] = await MemoryNode.start(nursery, tmp_path, name, policy)
+                nodes[name] = await MemoryNode.start(nursery, memory, tmp_path, name, policy)
             for left, right in LINKS:
                 await nodes[left].connect(nodes[right])
             every = list(nodes.values())
@@ -91,7 +92,7 @@ async def network(
             await feed_block(every, 1, opening_events(pairs, DEPOSIT))
             await feed_block(every, 2, [])  # the channels are usable: each end announces them
         channels = {(left, right): channel_id_of(left, right) for left, right in LINKS}
-        yield Network(nodes, channels)
+        yield Ring(memory, nodes, channels)
         nursery.cancel_scope.cancel()
 
 
@@ -111,8 +112,8 @@ def knows_everything(node: MemoryNode) -> bool:
     return len(known) == 8 and all(graph.node(node_id) is not None for node_id in known)
 
 
-async def converged(network: Network) -> None:
-    await wait_for(network.every(), knows_everything)
+async def converged(ring: Ring) -> None:
+    await wait_for(ring.every(), knows_everything)
 
 
 async def paid(waiter: PaymentWaiter) -> PaymentRecord:
@@ -143,19 +144,19 @@ def fee_of(policy: FeePolicy, amount: int) -> int:
 # -- gossip ----------------------------------------------------------------------------------
 
 
-async def test_gossip_teaches_every_node_the_whole_network(network: Network) -> None:
+async def test_gossip_teaches_every_node_the_whole_network(ring: Ring) -> None:
     with trio.fail_after(DEADLINE):
-        await converged(network)
-        for node in network.every():
+        await converged(ring)
+        for node in ring.every():
             graph = node.state.graph
             assert graph.channel_count() == len(LINKS)
-            for (left, right), channel_id in network.channels.items():
+            for (left, right), channel_id in ring.channels.items():
                 info = graph.channel(channel_id)
                 assert info is not None
-                assert {info.node1, info.node2} == {network[left].node_id, network[right].node_id}
+                assert {info.node1, info.node2} == {ring[left].node_id, ring[right].node_id}
                 assert info.capacity == 2 * DEPOSIT  # read from layer 1, not from gossip
                 for end in (left, right):
-                    policy = graph.policy(channel_id, network[end].node_id)
+                    policy = graph.policy(channel_id, ring[end].node_id)
                     expected = POLICIES.get(end, CHEAP)
                     assert policy is not None and not policy.disabled
                     assert (policy.fee_base, policy.fee_ppm) == (
@@ -163,23 +164,23 @@ async def test_gossip_teaches_every_node_the_whole_network(network: Network) -> 
                         expected.fee_ppm,
                     )
             aliases = {graph.node(n).alias for n in graph.node_ids()}  # type: ignore[union-attr]
-            assert aliases == set(network.nodes)
+            assert aliases == set(ring.nodes)
 
 
 async def test_a_node_that_joins_late_learns_the_network_when_it_connects(
-    network: Network, tmp_path: Path
+    ring: Ring, tmp_path: Path
 ) -> None:
     with trio.fail_after(DEADLINE):
-        await converged(network)
+        await converged(ring)
         # A ninth node connects to n4 only (no channel of its own): the sync on connect
         # gives it everything the others flooded before it existed.
         async with trio.open_nursery() as nursery:
-            late = await MemoryNode.start(nursery, tmp_path, "n8", CHEAP)
+            late = await MemoryNode.start(nursery, ring.memory, tmp_path, "n8", CHEAP)
             await feed_block([late], 1, opening_events(
-                [(network[left], network[right]) for left, right in LINKS], DEPOSIT
+                [(ring[left], ring[right]) for left, right in LINKS], DEPOSIT
             ))  # fmt: skip
             await feed_block([late], 2, [])
-            await late.connect(network["n4"])
+            await late.connect(ring["n4"])
             await wait_for([late], lambda node: node.state.graph.channel_count() == len(LINKS))
             nursery.cancel_scope.cancel()
 
@@ -187,12 +188,12 @@ async def test_a_node_that_joins_late_learns_the_network_when_it_connects(
 # -- payments across hops --------------------------------------------------------------------
 
 
-async def test_a_payment_across_four_hops_pays_the_fee_route_predicted(network: Network) -> None:
+async def test_a_payment_across_four_hops_pays_the_fee_route_predicted(ring: Ring) -> None:
     with trio.fail_after(DEADLINE):
-        await converged(network)
-        payer, payee = network["n0"], network["n4"]
+        await converged(ring)
+        payer, payee = ring["n0"], ring["n4"]
         plan = routes.plan(payer.state, payee.node_id, 1_000)  # what `route` answers
-        assert [hop.channel_id for hop in plan.route.hops] == network.path(*TOP)
+        assert [hop.channel_id for hop in plan.route.hops] == ring.path(*TOP)
         fee_n3 = fee_of(CHEAP, 1_000)
         fee_n2 = fee_of(CHEAP, 1_000 + fee_n3)
         fee_n1 = fee_of(CHEAP, 1_000 + fee_n3 + fee_n2)
@@ -202,21 +203,21 @@ async def test_a_payment_across_four_hops_pays_the_fee_route_predicted(network: 
 
         assert record.status == "succeeded" and record.secret is not None
         assert record.fee == plan.route.fee
-        assert [hop.channel_id for hop in record.route] == network.path(*TOP)
+        assert [hop.channel_id for hop in record.route] == ring.path(*TOP)
         [received] = await records(payee)
         assert (received.direction, received.status, received.amount) == ("in", "succeeded", 1_000)
         assert received.payment_hash == record.payment_hash
         for name, fee in (("n1", fee_n1), ("n2", fee_n2), ("n3", fee_n3)):
-            [forward] = await records(network[name])
+            [forward] = await records(ring[name])
             assert (forward.direction, forward.status, forward.fee) == ("forward", "succeeded", fee)
         for name in BOTTOM[1:-1]:
-            assert await records(network[name]) == []  # the dear way was left alone
+            assert await records(ring[name]) == []  # the dear way was left alone
 
 
-async def test_an_invoice_is_paid_across_four_hops_and_both_ends_agree(network: Network) -> None:
+async def test_an_invoice_is_paid_across_four_hops_and_both_ends_agree(ring: Ring) -> None:
     with trio.fail_after(DEADLINE):
-        await converged(network)
-        payer, payee = network["n0"], network["n4"]
+        await converged(ring)
+        payer, payee = ring["n0"], ring["n4"]
         secret = Secret(sha256(b"memory network invoice"))
         outputs = await payee.driver.step([ActionCreateInvoice(700, "tea", 3600, secret, now_ms())])
         [created] = [o.record for o in outputs if isinstance(o, NotifyInvoiceCreated)]
@@ -235,12 +236,12 @@ async def test_an_invoice_is_paid_across_four_hops_and_both_ends_agree(network: 
 
 
 async def test_a_payment_no_route_can_carry_is_refused_before_anything_is_signed(
-    network: Network,
+    ring: Ring,
 ) -> None:
     with trio.fail_after(DEADLINE):
-        await converged(network)
-        payer = network["n0"]
-        waiter = await start_send(payer.driver, network["n4"].node_id, 3 * DEPOSIT)
+        await converged(ring)
+        payer = ring["n0"]
+        waiter = await start_send(payer.driver, ring["n4"].node_id, 3 * DEPOSIT)
         await waiter.done.wait()
         assert waiter.refusal is not None and "no route" in waiter.refusal
         [record] = await records(payer)
@@ -252,40 +253,40 @@ async def test_a_payment_no_route_can_carry_is_refused_before_anything_is_signed
 # -- around a failed channel -----------------------------------------------------------------
 
 
-async def test_payments_go_around_a_channel_whose_partner_disconnected(network: Network) -> None:
+async def test_payments_go_around_a_channel_whose_partner_disconnected(ring: Ring) -> None:
     with trio.fail_after(DEADLINE):
-        await converged(network)
-        payer, payee = network["n0"], network["n4"]
-        await network["n2"].disconnect(network["n3"])
+        await converged(ring)
+        payer, payee = ring["n0"], ring["n4"]
+        await ring["n2"].disconnect(ring["n3"])
         # The payer still routes over n2 - n3 (gossip says nothing of sessions); n2 fails the
         # lock back, and the payer tries the dear way.
         planned = routes.plan(payer.state, payee.node_id, 1_000)
-        assert [hop.channel_id for hop in planned.route.hops] == network.path(*TOP)
+        assert [hop.channel_id for hop in planned.route.hops] == ring.path(*TOP)
         record = await paid(await start_send(payer.driver, payee.node_id, 1_000))
         assert record.status == "succeeded"
-        assert [hop.channel_id for hop in record.route] == network.path(*BOTTOM)
+        assert [hop.channel_id for hop in record.route] == ring.path(*BOTTOM)
         expected_fee = routes.plan(payer.state, payee.node_id, 1_000).route.fee
         assert record.fee == expected_fee  # the dear way's fee, as `route` now says
-        assert await records(network["n2"]) == []  # refused at once: nothing was forwarded
+        assert await records(ring["n2"]) == []  # refused at once: nothing was forwarded
         n2_to_n3 = channel_id_of("n2", "n3")
-        assert payer.state.mission.penalty(n2_to_n3, network["n2"].node_id, now_ms()) > 0
+        assert payer.state.mission.penalty(n2_to_n3, ring["n2"].node_id, now_ms()) > 0
         # The next payment goes the dear way at once: the failure was learned.
         again = await paid(await start_send(payer.driver, payee.node_id, 1_000))
-        assert [hop.channel_id for hop in again.route] == network.path(*BOTTOM)
-        assert await records(network["n2"]) == []
+        assert [hop.channel_id for hop in again.route] == ring.path(*BOTTOM)
+        assert await records(ring["n2"]) == []
 
 
-async def test_payments_go_around_a_channel_whose_balance_is_spent(network: Network) -> None:
+async def test_payments_go_around_a_channel_whose_balance_is_spent(ring: Ring) -> None:
     with trio.fail_after(DEADLINE):
-        await converged(network)
-        payer, payee = network["n0"], network["n4"]
+        await converged(ring)
+        payer, payee = ring["n0"], ring["n4"]
         # n2 spends almost all of its side of n2 - n3, which nobody else can know.
-        spent = await paid(await start_send(network["n2"].driver, network["n3"].node_id, 4_500))
+        spent = await paid(await start_send(ring["n2"].driver, ring["n3"].node_id, 4_500))
         assert spent.status == "succeeded" and spent.fee == 0
         record = await paid(await start_send(payer.driver, payee.node_id, 1_000))
         assert record.status == "succeeded"
-        assert [hop.channel_id for hop in record.route] == network.path(*BOTTOM)
-        forwards = [r for r in await records(network["n2"]) if r.direction == "forward"]
+        assert [hop.channel_id for hop in record.route] == ring.path(*BOTTOM)
+        forwards = [r for r in await records(ring["n2"]) if r.direction == "forward"]
         assert [r.status for r in forwards] == ["failed"]
         # What the payer paid is exactly what it lost, no more: the failed try cost nothing.
         first = payer.state.channels[channel_id_of("n0", "n1")]

@@ -174,7 +174,8 @@ class Tick:
 @dataclass(frozen=True, slots=True)
 class Resume:
     """The node restarted and caught up with layer 1: forwards whose outgoing lock was never
-    signed fail upstream; our channels' gossip is offered again."""
+    signed fail upstream, those whose secret we know claim upstream again; our channels'
+    gossip is offered again."""
 
     now_ms: int
 

@@ -47,7 +47,7 @@ from p2pchan.net.driver import Driver, now_ms
 from p2pchan.net.l1_link import L1Link
 from p2pchan.net.misbehave import Attacks, attack_messages
 from p2pchan.net.peer import PeerSession
-from p2pchan.net.peers import PeerManager
+from p2pchan.net.peers import Dialer, PeerManager
 from p2pchan.net.plasma_wallets import PlasmaWallets
 from p2pchan.net.rpc import RpcServer
 from p2pchan.storage.db import NodeDatabase
@@ -98,7 +98,11 @@ class Node:
         lock: DatadirLock,
         database: NodeDatabase,
         chain_id: ChainId,
+        *,
+        dial: Dialer = trio.open_tcp_stream,
     ) -> None:
+        """`dial` opens the byte streams to peers (TCP in a node; tests may run peers in
+        memory)."""
         self.config = config
         self.identity = identity
         self.node_id = identity.node_id
@@ -117,6 +121,7 @@ class Node:
             config.peer,
             on_session=self._on_session,
             on_session_end=self._on_session_end,
+            dial=dial,
         )
         state = database.run_now(
             lambda connection: load_state(

@@ -362,6 +362,36 @@ def test_a_mediator_restarted_before_it_forwarded_fails_the_lock_upstream() -> N
     assert local_balance(nodes, "carol", bc) == 0
 
 
+def test_a_mediator_restarted_before_it_claimed_upstream_claims_on_resume() -> None:
+    # carol reveals the secret to bob; bob stores it, pays carol, and decides to claim
+    # alice's lock (a decision about his other channel, fed back in a step of its own), but
+    # crashes before that step: on restart he must claim it all the same, or alice's lock
+    # expires unpaid while carol was paid (bob loses, alice fails, carol succeeded).
+    nodes, (ab, bc) = line("alice", "bob", "carol")
+    nodes.feed("alice", ActionSend(1, nodes["carol"].node_id, 1000, secret(1), nodes.now_ms))
+    nodes.tick("alice")
+    while not (nodes.wire and isinstance(nodes.wire[0][2], RevealSecret)):
+        nodes.deliver(1)
+    sender, receiver, reveal = nodes.wire.pop(0)
+    assert (sender, receiver) == ("carol", "bob")
+    bob = nodes["bob"]
+    received = ReceiveChannelMessages(nodes["carol"].node_id, bc, (reveal,), nodes.now_ms)
+    _, outputs = transition(bob.state, received)
+    assert any(isinstance(o, SendHop) for o in outputs)
+    for output in outputs:  # the unlock to carol goes out; the claim upstream is lost
+        if isinstance(output, SendMessage):
+            nodes.wire.append(("bob", "carol", output.message))
+    assert bob.state.payments.forwards[sha256(secret(1))].status == ForwardStatus.CLAIMED
+    nodes.feed("bob", Resume(nodes.now_ms))
+    run(nodes)
+    fee = forwarding_fee(1000, POLICY.fee_base, POLICY.fee_ppm)
+    assert finals(nodes, "alice") == [("out", "succeeded", 1000, fee)]
+    assert finals(nodes, "bob") == [("forward", "succeeded", 1000, fee)]
+    assert finals(nodes, "carol") == [("in", "succeeded", 1000, 0)]
+    assert local_balance(nodes, "bob", ab) == 1000 + fee
+    assert local_balance(nodes, "bob", bc) == DEPOSIT - 1000
+
+
 @pytest.mark.parametrize("start", list(ForwardStatus))
 @pytest.mark.parametrize("target", list(ForwardStatus))
 def test_forward_status_moves_follow_its_table(start: ForwardStatus, target: ForwardStatus) -> None:

@@ -216,6 +216,24 @@ def secret_learned(
     return now, [PersistForward(forward), claim]
 
 
+def claims_after_restart(state: NodeState) -> list[Output]:
+    """After a restart: forwards whose secret we learned (and stored, with the outgoing lock's
+    unlock) but whose upstream claim never reached the incoming channel (it travels as a
+    `SendHop`, fed back in a step of its own, and a crash in between loses it). Claim again,
+    or the upstream lock expires unpaid while we paid downstream."""
+    claims: dict[ChannelId, dict[SecretHash, Secret]] = {}
+    for secrethash, forward in state.payments.forwards.items():
+        if forward.status != ForwardStatus.CLAIMED or forward.secret is None:
+            continue
+        channel = state.channels.get(forward.in_channel)
+        if channel is None:
+            continue
+        theirs = channel.theirs
+        if theirs.accepted.has_lock(secrethash) and secrethash not in theirs.known_secrets:
+            claims.setdefault(forward.in_channel, {})[secrethash] = forward.secret
+    return [SendHop(channel_id, ClaimLocks(secrets)) for channel_id, secrets in claims.items()]
+
+
 def refused(state: NodeState, refusals: tuple[tuple[SecretHash, str], ...]) -> list[Output]:
     """The next channel could not take these outgoing locks: fail them upstream."""
     outputs: list[Output] = []

@@ -20,5 +20,6 @@ class NodeConfig:
     alias: str = ""
     dev: bool = False
     misbehave: frozenset[Misbehave] = frozenset()  # dev attack modes (refused without `dev`)
+    keep_payments_days: float | None = None  # prune older payment records (None: keep all)
     peer: PeerConfig = field(default_factory=PeerConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)

@@ -17,7 +17,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -51,6 +51,7 @@ from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord, made_fin
 from p2pchan.core.state import NodeState
 from p2pchan.errors import LocalProtocolError
 from p2pchan.net.chain_actions import ChainActions
+from p2pchan.net.history import PaymentHistory
 from p2pchan.net.misbehave import HONEST, Attacks
 from p2pchan.net.peer import PeerSession
 from p2pchan.storage.db import NodeDatabase
@@ -114,11 +115,13 @@ class Driver:
         database: NodeDatabase,
         actions: ChainActions,
         sessions: Callable[[Address], PeerSession | None],
+        history: PaymentHistory,
         attacks: Attacks = HONEST,
     ) -> None:
         self.state = state
         self.database = database
         self.tables = ChannelTables()
+        self.history = history
         self.actions = actions
         self.attacks = attacks
         self._session_of = sessions
@@ -186,6 +189,10 @@ class Driver:
             outputs: list[Output] = []
             try:
                 for event in inputs:
+                    if type(event) is ActionPay:
+                        # Under the lock: no step can make a payment of it final meanwhile.
+                        paid = self.history.paid_before_now(event.invoice.secrethash)
+                        event = replace(event, paid_before=paid)
                     _, more = transition(self.state, event)
                     outputs += more
             finally:
@@ -205,6 +212,7 @@ class Driver:
                 if persist:
                     batch = StoreBatch.of(persist)
                     await self.database.run(lambda connection: self.tables.write(connection, batch))
+                    self.history.journalled(len(batch.payments) + len(batch.outcomes))
         self._notify(notes)
         await self._send(sends)
         return outputs

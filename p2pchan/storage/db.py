@@ -88,6 +88,41 @@ MIGRATIONS: list[str] = [
         record BLOB NOT NULL
     ) WITHOUT ROWID;
     """,
+    # Final payment records in an indexed table, compacted there from the journal (see
+    # `storage/payment_history.py`); the journal's rows move in at the next start.
+    """
+    CREATE TABLE payment_peers (
+        id INTEGER PRIMARY KEY,
+        channel_id BLOB NOT NULL,
+        peer BLOB NOT NULL,
+        UNIQUE (channel_id, peer)
+    );
+    CREATE TABLE payments (
+        id INTEGER PRIMARY KEY,
+        hash_key INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        direction INTEGER NOT NULL,
+        counterparty INTEGER NOT NULL,
+        amount INTEGER NOT NULL,
+        fee INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        duration_ms INTEGER,
+        secret BLOB,
+        payment_hash BLOB,
+        error TEXT,
+        route BLOB
+    );
+    CREATE INDEX payments_by_hash ON payments (hash_key);
+    CREATE INDEX payments_pending ON payments (status) WHERE status = 0;
+    CREATE INDEX payments_failed ON payments (status) WHERE status = 2;
+    CREATE TABLE payment_counts (
+        direction INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (direction, status)
+    ) WITHOUT ROWID;
+    CREATE INDEX invoices_open ON invoices (expires_ms) WHERE status = 'open'
+    """,
 ]
 
 

@@ -19,7 +19,9 @@ from p2pchan.crypto.keys import Identity
 from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.driver import Driver, faults_of, now_ms
 from p2pchan.storage.db import NodeDatabase
-from p2pchan.storage.node_store import ChannelTables, fold_payments
+from p2pchan.net.history import PaymentHistory
+from p2pchan.storage.node_store import ChannelTables
+from p2pchan.wire.codec import unpack
 from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
 from p2pchan.wire.balance_proof import BalanceProof, sign_balance_proof
 from p2pchan.wire.channel_messages import ChannelMessage, ChannelSync, LockedTransfer, Processed
@@ -71,6 +73,7 @@ async def setup(tmp_path: Path, nursery: trio.Nursery) -> Any:
         database,
         ChainActions(wallet=None),  # type: ignore[arg-type]  # no chain duty in these tests
         lambda node_id: session if node_id == partner.node_id else None,  # type: ignore[arg-type,return-value]
+        PaymentHistory(database, keep_days=None, protected=set, now_ms=now_ms),
     )
     await nursery.start(driver.run)
     await driver.step([ReceivePeerConnected(partner.node_id)])
@@ -87,6 +90,12 @@ def a_transfer(partner: Identity, amount: int = 100) -> LockedTransfer:
     held = HeldLock(Lock(amount, 60, SecretHash(sha256(secret))), payload)
     proof = BalanceProof(CHAIN, CHANNEL, partner.node_id, 1, 0, amount, locksroot([held.lock]))
     return LockedTransfer(CHANNEL, sign_balance_proof(partner, proof), (held,))
+
+
+def journalled_hashes(database: NodeDatabase) -> set[bytes]:
+    """The payment hashes of every event in the payment journal (not compacted yet)."""
+    rows = database.run_now(lambda c: c.execute("SELECT events FROM payment_journal").fetchall())
+    return {bytes(event[0]) for (blob,) in rows for event in unpack(blob, max_len=len(blob))}
 
 
 def stored_channel(database: NodeDatabase) -> Channel:
@@ -117,9 +126,8 @@ async def test_a_payment_is_stored_with_its_signed_update_before_it_goes_out(set
         def on_send(message: ChannelMessage) -> None:
             if isinstance(message, LockedTransfer):
                 stored = stored_channel(setup.database)
-                records = setup.database.run_now(fold_payments)
                 in_flight = [f.state.nonce for f in stored.ours.in_flight]
-                hashes = {h for h, _ in records}
+                hashes = journalled_hashes(setup.database)
                 checked.append(
                     in_flight == [message.proof.proof().nonce]
                     and {held.secrethash for held in message.locks} <= hashes

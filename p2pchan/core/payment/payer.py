@@ -51,9 +51,6 @@ def start(
     if secrethash in payments.outgoing:
         reason = "a payment with this payment hash is already in progress"
         return [NotifyPaymentAdmitted(request_id, secrethash, reason)]
-    if secrethash in payments.paid_or_pending:
-        reason = "a payment with this payment hash was already paid (or is pending)"
-        return [NotifyPaymentAdmitted(request_id, secrethash, reason)]
     channel = state.channel_with(payee)
     channel_id = ChannelId(b"") if channel is None else channel.channel_id
     refusal = _refusal(state, channel, payee, amount)
@@ -183,7 +180,6 @@ def on_signed(state: NodeState, locks: tuple[HeldLock, ...]) -> list[Output]:
         payer = payments.outgoing.get(held.secrethash)
         if payer is not None and payer.status == PayerStatus.QUEUED:
             payments.outgoing[held.secrethash] = payer.moved_to(PayerStatus.LOCKED)
-            payments.paid_or_pending.add(held.secrethash)
             outputs.append(PersistPayment(payer.record))
     return outputs
 
@@ -201,11 +197,9 @@ def succeeded(state: NodeState, secrethash: SecretHash, secret: Secret | None) -
 
 def failed(state: NodeState, secrethash: SecretHash, reason: str) -> list[Output]:
     """The payment's lock can no longer be claimed (or it was never signed)."""
-    payments = state.payments
-    payer = payments.outgoing.pop(secrethash, None)
+    payer = state.payments.outgoing.pop(secrethash, None)
     if payer is None:
         return []
-    payments.paid_or_pending.discard(secrethash)  # it may be paid again
     if not payer.signed:
         return _refused(payer.request_id, payer.record, reason, state.now_ms)
     payer.check_move(PayerStatus.FAILED)

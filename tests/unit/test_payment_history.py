@@ -1,0 +1,315 @@
+"""The payments table: the journal compacted into it keeps every attempt with its outcome and
+reason; pending records made final by a later batch; pages through history return every record
+exactly once, newest first, whatever the limit, status and payment-hash prefix; the lookups by
+hash work across epochs; an old journal moves in when a database is upgraded."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord
+from p2pchan.crypto.hashing import sha256
+from p2pchan.storage import payment_history
+from p2pchan.storage.db import MIGRATIONS, NodeDatabase
+from p2pchan.storage.node_store import ChannelTables, StoreBatch
+from p2pchan.storage.payment_history import (
+    PaymentQuery,
+    StoredPayment,
+    compact,
+    compact_all,
+    load_pending,
+    page_payments,
+    paid_before,
+    payment_counts,
+    records_of,
+)
+from p2pchan.types import ChannelId, Secret, SecretHash
+from p2pchan.wire.codec import pack
+
+PEER = b"p" * 32
+CHANNEL = ChannelId(b"c" * 32)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[NodeDatabase]:
+    opened = NodeDatabase.open(tmp_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def small_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Epochs of 8 records, so that a few dozen records span several."""
+    monkeypatch.setattr(payment_history, "EPOCH_BITS", 3)
+
+
+def write(database: NodeDatabase, batch: StoreBatch) -> None:
+    database.run_now(lambda connection: ChannelTables().write(connection, batch))
+
+
+def compacted(database: NodeDatabase, max_events: int = 1 << 30) -> int:
+    return database.run_now(lambda connection: compact_all(connection, max_events))
+
+
+def record(
+    payment_hash: bytes,
+    at: int,
+    *,
+    direction: str = "out",
+    channel: ChannelId = CHANNEL,
+    secret: Secret | None = None,
+    amount: int = 70,
+) -> PaymentRecord:
+    return PaymentRecord(
+        SecretHash(payment_hash), direction, PEER, channel, amount, 0, "pending", secret, at,
+        None, "",
+    )  # fmt: skip
+
+
+def outcome(
+    payment_hash: bytes,
+    status: str,
+    at: int,
+    *,
+    direction: str = "out",
+    secret: Secret | None = None,
+    error: str = "",
+) -> PaymentOutcome:
+    return PaymentOutcome(SecretHash(payment_hash), direction, status, secret, at, error)
+
+
+def page(database: NodeDatabase, **query: object) -> list[StoredPayment]:
+    return database.run_now(lambda c: page_payments(c, PaymentQuery(**query)))  # type: ignore[arg-type]
+
+
+HASH = SecretHash(b"h" * 32)
+
+
+def test_attempts_outcomes_and_reasons_survive_compaction(database: NodeDatabase) -> None:
+    # Refused before any channel took it: creation and failure in one journal row.
+    refused = outcome(HASH, "failed", 10, error="peer p is offline")
+    write(
+        database,
+        StoreBatch(
+            payments={(HASH, "out"): record(HASH, 10, channel=ChannelId(b""))}, outcomes=[refused]
+        ),
+    )
+    # Paid again once the peer is back: a second attempt, which succeeds.
+    write(database, StoreBatch(payments={(HASH, "out"): record(HASH, 20)}))
+    secret = Secret(b"s" * 32)
+    write(database, StoreBatch(outcomes=[outcome(HASH, "succeeded", 30, secret=secret)]))
+    # A stray outcome after success, and one of a payment never recorded, change nothing; a
+    # creation while an attempt is pending is not a new attempt.
+    write(database, StoreBatch(outcomes=[outcome(HASH, "failed", 40, error="late")]))
+    other = SecretHash(b"o" * 32)
+    write(database, StoreBatch(outcomes=[outcome(other, "failed", 40, error="?")]))
+    third = SecretHash(b"t" * 32)
+    write(database, StoreBatch(payments={(third, "in"): record(third, 50, direction="in")}))
+    write(database, StoreBatch(payments={(third, "in"): record(third, 60, direction="in")}))
+    assert compacted(database) == 3
+
+    newest_first = [(s.record.payment_hash, s.record.status) for s in page(database)]
+    assert newest_first == [(third, "pending"), (HASH, "succeeded"), (HASH, "failed")]
+    first, second = reversed(database.run_now(lambda c: records_of(c, HASH)))
+    assert (first.record.status, first.record.error, first.record.finished_ms) == (
+        "failed",
+        "peer p is offline",
+        10,
+    )
+    assert first.record.channel_id == b""
+    assert (second.record.status, second.record.secret, second.record.created_ms) == (
+        "succeeded",
+        secret,
+        20,
+    )
+    assert second.record.finished_ms == 30 and second.record.error == ""
+    assert database.run_now(lambda c: paid_before(c, HASH))
+    assert not database.run_now(lambda c: paid_before(c, other))
+    assert database.run_now(load_pending) == [record(third, 50, direction="in")]
+    counts = database.run_now(payment_counts)
+    assert counts == {
+        "out": {"pending": 0, "succeeded": 1, "failed": 1},
+        "in": {"pending": 1, "succeeded": 0, "failed": 0},
+    }
+
+
+def test_a_payment_pending_at_one_compaction_is_made_final_by_a_later_one(
+    database: NodeDatabase,
+) -> None:
+    secret = Secret(os.urandom(32))
+    paid = SecretHash(sha256(secret))
+    failed = SecretHash(os.urandom(32))  # an invoice's: no secret known while pending
+    write(
+        database,
+        StoreBatch(
+            payments={
+                (paid, "out"): record(paid, 100, secret=secret),
+                (failed, "out"): record(failed, 100),
+            }
+        ),
+    )
+    compacted(database)
+    assert {r.payment_hash for r in database.run_now(load_pending)} == {paid, failed}
+    write(
+        database,
+        StoreBatch(
+            outcomes=[
+                outcome(paid, "succeeded", 150, secret=secret),
+                outcome(failed, "failed", 170, error="lock expired"),
+            ]
+        ),
+    )
+    write(database, StoreBatch(outcomes=[outcome(paid, "failed", 180, error="too late")]))
+    compacted(database)
+    assert database.run_now(load_pending) == []
+    by_hash = {s.record.payment_hash: s.record for s in page(database)}
+    assert (by_hash[paid].status, by_hash[paid].finished_ms, by_hash[paid].secret) == (
+        "succeeded",
+        150,
+        secret,
+    )
+    assert (by_hash[failed].status, by_hash[failed].error) == ("failed", "lock expired")
+    assert database.run_now(payment_counts)["out"] == {"pending": 0, "succeeded": 1, "failed": 1}
+    # The hash is left out of a row only where its secret gives it.
+    stored = database.run_now(
+        lambda c: c.execute("SELECT payment_hash FROM payments ORDER BY id").fetchall()
+    )
+    assert [None if h is None else bytes(h) for (h,) in stored] == [None, failed]
+
+
+def test_compaction_goes_in_bounded_batches_in_journal_order(database: NodeDatabase) -> None:
+    hashes = [SecretHash(os.urandom(32)) for _ in range(10)]
+    for at, payment_hash in enumerate(hashes):
+        write(database, StoreBatch(payments={(payment_hash, "out"): record(payment_hash, at)}))
+    steps = []
+    while True:
+        step = database.run_now(lambda c: compact(c, 3))
+        steps.append((step.journal_rows, step.records))
+        if step.done:
+            break
+    assert steps == [(3, 3), (3, 3), (3, 3), (1, 1)]
+    assert [s.record.payment_hash for s in page(database)] == hashes[::-1]
+    assert [s.index for s in page(database)] == list(range(10, 0, -1))
+
+
+def fill(database: NodeDatabase, count: int) -> list[StoredPayment]:
+    """`count` final records of both statuses and directions, compacted in several batches;
+    all of them, newest first."""
+    for at in range(count):
+        secret = Secret(os.urandom(32))
+        payment_hash = SecretHash(sha256(secret))
+        direction = "in" if at % 3 == 0 else "out"
+        status = "failed" if at % 4 == 0 else "succeeded"
+        made = record(payment_hash, at, direction=direction, secret=secret, amount=at + 1)
+        write(
+            database,
+            StoreBatch(
+                payments={(payment_hash, direction): made},
+                outcomes=[outcome(payment_hash, status, at + 1, direction=direction)],
+            ),
+        )
+        if at % 7 == 6:
+            compacted(database)
+    compacted(database)
+    return page(database, limit=count + 1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    limit=st.integers(1, 12),
+    status=st.sampled_from([None, "succeeded", "failed", "pending"]),
+    prefix_digits=st.integers(0, 12),
+    by_offset=st.booleans(),
+)
+def test_paging_returns_every_record_exactly_once_newest_first(
+    tmp_path_factory: pytest.TempPathFactory,
+    limit: int,
+    status: str | None,
+    prefix_digits: int,
+    by_offset: bool,
+) -> None:
+    database = NodeDatabase.open(tmp_path_factory.mktemp("db"))
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(payment_history, "EPOCH_BITS", 3)  # several epochs
+            everything = fill(database, 40)
+            assert [s.index for s in everything] == list(range(40, 0, -1))
+            # A prefix of some record's hash (its first digits match a few others, or not).
+            prefix = everything[17].record.payment_hash.hex()[:prefix_digits] or None
+            expected = [
+                s for s in everything
+                if (status is None or s.record.status == status)
+                and (prefix is None or s.record.payment_hash.hex().startswith(prefix))
+            ]  # fmt: skip
+            pages: list[list[StoredPayment]] = []
+            cursor, offset = None, 0
+            while True:
+                query = {"limit": limit, "status": status, "hash_prefix": prefix}
+                query |= {"offset": offset} if by_offset else {"before": cursor}
+                pages.append(page(database, **query))
+                if len(pages[-1]) < limit:
+                    break
+                cursor, offset = pages[-1][-1].index, offset + limit
+            assert [s for one in pages for s in one] == expected
+    finally:
+        database.close()
+
+
+@pytest.mark.usefixtures("small_epochs")
+def test_a_hash_is_found_in_any_epoch_whole_or_by_its_start(database: NodeDatabase) -> None:
+    everything = fill(database, 50)
+    for stored in everything[::7]:
+        payment_hash = stored.record.payment_hash
+        assert database.run_now(functools.partial(records_of, payment_hash=payment_hash)) == [
+            stored
+        ]
+        for digits in (1, 4, 10, 11, 64):
+            prefix = payment_hash.hex()[:digits]
+            found = page(database, hash_prefix=prefix, limit=100)
+            assert stored in found
+            assert all(s.record.payment_hash.hex().startswith(prefix) for s in found)
+        expected = stored.record.direction == "out" and stored.record.status == "succeeded"
+        assert (
+            database.run_now(functools.partial(paid_before, payment_hash=payment_hash)) is expected
+        )
+    assert database.run_now(lambda c: records_of(c, os.urandom(32))) == []
+
+
+def test_an_old_journal_moves_into_the_table_when_the_database_is_upgraded(tmp_path: Path) -> None:
+    # A database of the release before: schema 3, payments only in the journal.
+    connection = sqlite3.connect(tmp_path / "node.sqlite", isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        for statement in filter(str.strip, script.split(";")):
+            connection.execute(statement)
+    connection.execute("PRAGMA user_version = 3")
+    secret = os.urandom(32)
+    paid, pending = sha256(secret), os.urandom(32)
+    events = [
+        [paid, "out", PEER, CHANNEL, 5, 0, "pending", secret, 1000, ""],
+        [pending, "in", PEER, CHANNEL, 7, 0, "pending", os.urandom(32), 1001, ""],
+    ]
+    connection.execute("INSERT INTO payment_journal (events) VALUES (?)", (pack(events),))
+    done = [[paid, "out", None, None, None, None, "succeeded", secret, 1500, ""]]
+    connection.execute("INSERT INTO payment_journal (events) VALUES (?)", (pack(done),))
+    connection.close()
+
+    database = NodeDatabase.open(tmp_path)
+    try:
+        assert compacted(database) == 2
+        listed = [(s.record.payment_hash, s.record.status) for s in page(database)]
+        assert listed == [(pending, "pending"), (paid, "succeeded")]
+        assert [r.payment_hash for r in database.run_now(load_pending)] == [pending]
+        rows = database.run_now(
+            lambda c: c.execute("SELECT count(*) FROM payment_journal").fetchone()
+        )
+        assert rows == (0,)
+    finally:
+        database.close()

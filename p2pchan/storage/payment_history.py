@@ -26,6 +26,7 @@ million records, 0.05 ms).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
@@ -126,56 +127,62 @@ def compact_all(connection: sqlite3.Connection, max_events: int = 1 << 62) -> in
 
 
 def _fold_into_table(connection: sqlite3.Connection, events: list[list[Any]]) -> int:
-    """Journal events, in order, as new rows and as updates of rows still pending."""
+    """Journal events, in order, as new rows and as updates of rows still pending. (Written
+    for speed: it runs for every payment, a few microseconds each.)"""
     pending = _pending_rows(connection)
-    peers = _PeerRefs(connection)
-    first_index = next_index(connection)
+    peer_ref = _PeerRefs(connection).ref
     rows: list[list[Any]] = []  # [hash, status, direction, counterparty, amount, fee,
     #                              created_ms, duration_ms, secret, error, route]
-    newest: dict[tuple[bytes, int], int] = {}  # the newest new row of each hash and direction
+    newest: dict[tuple[bytes, str], list[Any]] = {}  # the newest new row per hash, direction
     updates: list[tuple[Any, ...]] = []
-    counts: Counter[tuple[int, int]] = Counter()
+    moved: list[tuple[int, int]] = []  # (direction, status) of the pending rows made final
+    status_codes, direction_codes = STATUS_CODES, DIRECTION_CODES
     for event in events:
         payment_hash, direction_name, peer, channel_id, amount, fee, status_name = event[:7]
         secret, at, error = event[7:10]
-        direction = DIRECTION_CODES[direction_name]
-        status = STATUS_CODES[status_name]
-        key = (bytes(payment_hash), direction)
+        status = status_codes[status_name]
+        key = (payment_hash, direction_name)
         if peer is not None:  # a creation: a new attempt, unless one is pending
-            if key in pending or (key in newest and rows[newest[key]][1] == PENDING):
+            row = newest.get(key)
+            if key in pending or (row is not None and row[1] == PENDING):
                 continue
-            newest[key] = len(rows)
-            counterparty = peers.ref(bytes(channel_id), bytes(peer))
             duration = None if status == PENDING else 0
             route = event[10] if len(event) > 10 else None  # carried once payments take routes
-            rows.append(
-                [key[0], status, direction, counterparty, amount, fee, at, duration, secret,
-                 error or None, route]
-            )  # fmt: skip
-            counts[direction, status] += 1
+            row = [
+                payment_hash, status, direction_codes[direction_name], peer_ref(channel_id, peer),
+                amount, fee, at, duration, secret, error or None, route,
+            ]  # fmt: skip
+            rows.append(row)
+            newest[key] = row
         elif status == PENDING:
             continue
         elif key in newest:
-            row = rows[newest[key]]
+            row = newest[key]
             if row[1] == PENDING:
                 row[1], row[7], row[9] = status, max(at - row[6], 0), error or None
-                row[8] = secret if secret is not None else row[8]
-                counts[direction, PENDING] -= 1
-                counts[direction, status] += 1
+                if secret is not None:
+                    row[8] = secret
         elif key in pending:
             index, created_ms, known = pending.pop(key)
             secret = secret if secret is not None else known
-            stored_hash = _stored_hash(key[0], secret)
+            stored_hash = _stored_hash(payment_hash, secret)
             duration = max(at - created_ms, 0)
             updates.append((status, duration, secret, stored_hash, error or None, index))
-            counts[direction, PENDING] -= 1
-            counts[direction, status] += 1
+            moved.append((direction_codes[direction_name], status))
+    first_index = next_index(connection)
+    epoch_bits, key_bits, digest = EPOCH_BITS, HASH_KEY_BITS, hashlib.sha256
     connection.executemany(
         "INSERT INTO payments (id, hash_key, status, direction, counterparty, amount, fee, "
         "created_ms, duration_ms, secret, payment_hash, error, route) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (index, hash_key(index, row[0]), *row[1:9], _stored_hash(row[0], row[8]), *row[9:])
+            (
+                index,
+                (index >> epoch_bits) << key_bits | int.from_bytes(row[0][:5], "big"),
+                *row[1:9],
+                None if row[8] is not None and digest(row[8]).digest() == row[0] else row[0],
+                *row[9:],
+            )
             for index, row in enumerate(rows, start=first_index)
         ],
     )
@@ -186,6 +193,10 @@ def _fold_into_table(connection: sqlite3.Connection, events: list[list[Any]]) ->
     )
     if rows:
         _set_next_index(connection, first_index + len(rows))
+    counts = Counter((row[2], row[1]) for row in rows)
+    for direction, status in moved:
+        counts[direction, PENDING] -= 1
+        counts[direction, status] += 1
     add_counts(connection, counts)
     return len(rows)
 
@@ -197,15 +208,15 @@ def _stored_hash(payment_hash: bytes, secret: bytes | None) -> bytes | None:
     return payment_hash
 
 
-def _pending_rows(connection: sqlite3.Connection) -> dict[tuple[bytes, int], tuple[int, int, Any]]:
+def _pending_rows(connection: sqlite3.Connection) -> dict[tuple[bytes, str], tuple[int, int, Any]]:
     """The pending rows (few: payments in flight), by hash and direction."""
     rows = connection.execute(
         "SELECT id, direction, created_ms, secret, payment_hash FROM payments WHERE status = 0"
     )
-    found: dict[tuple[bytes, int], tuple[int, int, Any]] = {}
+    found: dict[tuple[bytes, str], tuple[int, int, Any]] = {}
     for index, direction, created_ms, secret, stored_hash in rows:
         payment_hash = _hash_of(stored_hash, secret)
-        found[payment_hash, direction] = (index, created_ms, secret)
+        found[payment_hash, DIRECTION_NAMES[direction]] = (index, created_ms, secret)
     return found
 
 

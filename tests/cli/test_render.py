@@ -259,6 +259,10 @@ def test_info_counts_channels_by_state_and_says_whether_synced() -> None:
         "l1_height": 15,
         "synced": True,
         "channel_states": {"open": 1, "settled": 2},
+        "payments": {
+            "out": {"pending": 1, "succeeded": 1_000_000, "failed": 2},
+            "in": {"pending": 0, "succeeded": 0, "failed": 0},
+        },
     }
     assert info_view(info) == expected(
         f"""
@@ -270,6 +274,7 @@ def test_info_counts_channels_by_state_and_says_whether_synced() -> None:
         l1 balance  90000
         peers       1 connected
         channels    3 (1 open, 2 settled)
+        payments    1000003 sent (1 pending, 2 failed), 0 received
         """
     )
     unreachable = dict(info, l1_height=None, synced=False, l1_balance=None)

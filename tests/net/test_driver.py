@@ -13,18 +13,25 @@ import pytest
 import trio
 
 from p2pchan.core.channel.state import Channel, ChannelConfig, ChannelStatus
-from p2pchan.core.inputs import ActionSend, ReceiveChannelMessages, ReceivePeerConnected
+from p2pchan.core.inputs import (
+    ActionPay,
+    ActionSend,
+    ReceiveChannelMessages,
+    ReceivePeerConnected,
+)
+from p2pchan.core.invoice import Invoice
+from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.driver import Driver, faults_of, now_ms
-from p2pchan.storage.db import NodeDatabase
 from p2pchan.net.history import PaymentHistory
-from p2pchan.storage.node_store import ChannelTables
-from p2pchan.wire.codec import unpack
+from p2pchan.storage.db import NodeDatabase
+from p2pchan.storage.node_store import ChannelTables, StoreBatch
 from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
 from p2pchan.wire.balance_proof import BalanceProof, sign_balance_proof
 from p2pchan.wire.channel_messages import ChannelMessage, ChannelSync, LockedTransfer, Processed
+from p2pchan.wire.codec import unpack
 from p2pchan.wire.hop_payload import HopPayload
 from p2pchan.wire.locks import HeldLock, Lock, locksroot
 
@@ -173,3 +180,40 @@ async def test_the_faults_of_a_step_come_back_to_be_scored(setup: Setup) -> None
         received = ReceiveChannelMessages(setup.partner.node_id, CHANNEL, (bogus,), now_ms())
         outputs = await setup.driver.step([received])
         assert [fault.points for fault in faults_of(outputs)] == [20]
+
+
+def an_invoice(setup: Setup) -> Invoice:
+    secrethash = SecretHash(os.urandom(32))
+    return Invoice(CHAIN, setup.partner.node_id, 50, secrethash, now_ms(), 3600, 11, "", b"")
+
+
+async def pay(setup: Setup, invoice: Invoice) -> str | None:
+    """Pay the invoice through the driver; its refusal (None: admitted)."""
+    request_id, waiter = setup.driver.new_payment(invoice.secrethash)
+    await setup.driver.submit_payment(ActionPay(request_id, invoice, None, now_ms()))
+    outgoing = setup.driver.state.payments.outgoing
+    await setup.driver.wait_until(lambda: waiter.done.is_set() or invoice.secrethash in outgoing)
+    return waiter.refusal
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["in_the_journal", "in_the_table"])
+async def test_an_invoice_paid_before_is_refused_wherever_its_record_is(
+    setup: Setup, compacted: bool
+) -> None:
+    """The core keeps no final payment: the driver looks the invoice's history up in the store
+    in the step that feeds the payment, journal or table alike."""
+    with trio.fail_after(5):
+        paid, failed = an_invoice(setup), an_invoice(setup)
+        for invoice, status in ((paid, "succeeded"), (failed, "failed")):
+            made = PaymentRecord(
+                invoice.secrethash, "out", setup.partner.node_id, CHANNEL, 50, 0, "pending",
+                None, now_ms(), None, "",
+            )  # fmt: skip
+            final = PaymentOutcome(invoice.secrethash, "out", status, None, now_ms(), "")
+            batch = StoreBatch(payments={(invoice.secrethash, "out"): made}, outcomes=[final])
+            await setup.database.run(lambda c, batch=batch: ChannelTables().write(c, batch))
+            setup.driver.history.journalled(2)
+        if compacted:
+            await setup.driver.history.catch_up()
+        assert await pay(setup, paid) == "this invoice was already paid"
+        assert await pay(setup, failed) is None  # a failed payment may be made again

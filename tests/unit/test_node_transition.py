@@ -160,6 +160,22 @@ def test_a_payment_refused_before_anything_is_signed_is_recorded_failed(
     assert nodes["alice"].state.channels.get(channel_id) == before
 
 
+def test_a_final_payment_is_held_while_its_lock_is_in_the_channel() -> None:
+    """What retention may never prune: a payment final for the payer (it learned the secret)
+    is still held until its lock leaves the channel, since a dispute may need it."""
+    nodes, _ = pair()
+    secrethash = send(nodes, 300, 1)
+    assert secrethash in nodes["alice"].state.held_secrethashes()
+    while not finals(nodes, "alice"):
+        nodes.deliver(1)
+    assert not nodes["alice"].state.payments.outgoing  # final: not a live payment any more
+    assert secrethash in nodes["alice"].state.held_secrethashes()  # its lock is
+    nodes.deliver()
+    assert finals(nodes, "bob") == [("in", "succeeded", 300)]
+    assert nodes["alice"].state.held_secrethashes() == set()
+    assert nodes["bob"].state.held_secrethashes() == set()
+
+
 def test_an_invoice_is_not_paid_twice() -> None:
     """The core keeps no final payment: whether an invoice was paid comes from the store, in
     the action (`paid_before`), and an action nobody looked that up for is refused."""

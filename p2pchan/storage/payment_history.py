@@ -116,8 +116,9 @@ def compact(connection: sqlite3.Connection, max_events: int) -> Compacted:
     return Compacted(rows, len(batch), made, more is None)
 
 
-def compact_all(connection: sqlite3.Connection, max_events: int = 1 << 62) -> int:
-    """Move the whole journal (inside the caller's transaction); the records made."""
+def compact_all(connection: sqlite3.Connection, max_events: int = 4096) -> int:
+    """Move the whole journal, `max_events` at a time, inside the caller's one transaction
+    (the shell uses a transaction per batch: `net/history.py`); the records made."""
     made = 0
     while True:
         step = compact(connection, max_events)

@@ -10,16 +10,17 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord
+from p2pchan.core.payment.records import InvoiceRecord, PaymentOutcome, PaymentRecord
 from p2pchan.crypto.hashing import sha256
 from p2pchan.storage import payment_history
 from p2pchan.storage.db import MIGRATIONS, NodeDatabase
-from p2pchan.storage.node_store import ChannelTables, StoreBatch
+from p2pchan.storage.node_store import ChannelTables, InvoiceQuery, StoreBatch, page_invoices
 from p2pchan.storage.payment_history import (
     PaymentQuery,
     StoredPayment,
@@ -313,3 +314,36 @@ def test_an_old_journal_moves_into_the_table_when_the_database_is_upgraded(tmp_p
         assert rows == (0,)
     finally:
         database.close()
+
+
+def test_invoices_page_newest_first_by_status_hash_and_cursor(database: NodeDatabase) -> None:
+    now = 10_000
+    made = []
+    for number in range(12):
+        secret = Secret(os.urandom(32))
+        status = "paid" if number % 3 == 0 else "open"
+        expires = now - 1 if number % 3 == 1 else now + 1  # 1, 4, 7, 10: expired
+        invoice = InvoiceRecord(
+            SecretHash(sha256(secret)), secret, 5, f"#{number}", "p2pc1...", number, expires, status
+        )
+        write(database, StoreBatch(invoices={invoice.payment_hash: invoice}))
+        made.append(invoice)
+
+    def listed(**query: Any) -> list[tuple[int, InvoiceRecord]]:
+        return database.run_now(lambda c: page_invoices(c, InvoiceQuery(**query), now))
+
+    assert [r.description for _, r in listed()] == [f"#{n}" for n in range(11, -1, -1)]
+    numbers = {"paid": [9, 6, 3, 0], "expired": [10, 7, 4, 1], "open": [11, 8, 5, 2]}
+    for status, expected in numbers.items():
+        assert [r.description for _, r in listed(status=status)] == [f"#{n}" for n in expected]
+    pages, cursor = [], None
+    while page := listed(limit=5, before=cursor):
+        pages.append(page)
+        cursor = page[-1][0]
+    assert [len(p) for p in pages] == [5, 5, 2]
+    assert [r for p in pages for _, r in p] == made[::-1]
+    for invoice in made[::5]:
+        for digits in (1, 3, 64):
+            prefix = invoice.payment_hash.hex()[:digits]
+            found = [r for _, r in listed(hash_prefix=prefix)]
+            assert invoice in found and all(r.payment_hash.hex().startswith(prefix) for r in found)

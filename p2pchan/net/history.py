@@ -5,7 +5,8 @@ Each step of the node journals its payment events (`storage/node_store.py`); `Pa
 moves them into the indexed payments table (`storage/payment_history.py`) when nobody waits for
 the node: once it has journalled nothing for `IDLE_SECONDS`, or when the journal holds
 `HIGH_WATER_EVENTS` (then down to half that). So a burst of payments pays nothing for the
-index while it lasts, and a restart compacts at most about `HIGH_WATER_EVENTS` events before it
+index while it lasts, and a restart reads at most about `HIGH_WATER_EVENTS` events of journal
+for the payments still pending (`payment_history.load_pending`) and compacts them once it
 serves. Whatever reads history (`payments`, `info`, the check that an invoice was never paid)
 first compacts what is left, so it sees every record.
 
@@ -24,7 +25,7 @@ import structlog
 import trio
 
 from p2pchan.storage.db import NodeDatabase
-from p2pchan.storage.payment_history import Compacted, compact, paid_before
+from p2pchan.storage.payment_history import Compacted, compact, journal_events, paid_before
 from p2pchan.storage.retention import prune_invoices, prune_payments
 from p2pchan.types import SecretHash
 
@@ -63,20 +64,12 @@ class PaymentHistory:
 
     # -- compaction --------------------------------------------------------------------------
 
-    def compact_at_start(self) -> None:
-        """Compact the whole journal before the state is loaded (what a crash or an upgrade
-        left), a batch per transaction."""
-        made = batches = 0
-        while True:
-            step = self.database.run_now(lambda connection: compact(connection, BATCH_EVENTS))
-            made, batches = made + step.records, batches + 1
-            if batches % 100 == 0:
-                log.info("payment_journal_compacting", records=made)
-            if step.done:
-                break
-        self.backlog = 0
-        if made:
-            log.info("payment_journal_compacted", records=made, batches=batches)
+    def start(self) -> None:
+        """Count what the journal holds at start-up (what a crash left, or an upgrade: the
+        compactor moves it once the node runs)."""
+        self.backlog = self.database.run_now(journal_events)
+        if self.backlog:
+            log.info("payment_journal_to_compact", events=self.backlog)
 
     def journalled(self, events: int) -> None:
         """A step wrote this many payment events to the journal (called by the driver)."""

@@ -4,9 +4,9 @@ the chain watcher, RPC.
 `open_node` loads everything that can fail before serving (key file permissions, the data dir
 lock, the database, layer 1's chain id, which must match the one this data dir was created for).
 `Node.run` then starts in the order crash safety needs: the stored state is loaded (when the node
-is built: the payment journal compacted first, then only what is live, history staying on disk),
-the chain watcher catches up with every block missed while down, and only then are peers
-redialled (and re-synced) and the RPC and the `node.json` ready file offered.
+is built: only what is live, history staying on disk), the chain watcher catches up with every
+block missed while down, and only then are peers redialled (and re-synced) and the RPC and the
+`node.json` ready file offered.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class Node:
             protected=lambda: self.driver.state.held_secrethashes(),
             now_ms=now_ms,
         )
-        self.history.compact_at_start()
+        self.history.start()
         state = database.run_now(
             lambda connection: load_state(
                 connection,

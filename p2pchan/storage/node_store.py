@@ -249,8 +249,7 @@ def load_state(
 ) -> NodeState:
     """The node's state as stored: every channel, the secrets registered on layer 1 and the
     last processed block, the invoices that can still be paid, and the payments still pending
-    (in both directions). The journal must be compacted first (`payment_history.compact`):
-    the pending payments are read from the payments table, history stays on disk."""
+    (in both directions): history stays on disk."""
     state = NodeState(identity, chain_id, config, withhold_decisions=withhold_decisions)
     for channel in ChannelTables().load(connection):
         state.channels[channel.channel_id] = channel

@@ -26,6 +26,7 @@ from p2pchan.storage.payment_history import (
     StoredPayment,
     compact,
     compact_all,
+    journal_events,
     load_pending,
     page_payments,
     paid_before,
@@ -347,3 +348,53 @@ def test_invoices_page_newest_first_by_status_hash_and_cursor(database: NodeData
             prefix = invoice.payment_hash.hex()[:digits]
             found = [r for _, r in listed(hash_prefix=prefix)]
             assert invoice in found and all(r.payment_hash.hex().startswith(prefix) for r in found)
+
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["create", "succeeded", "failed", "compact"]),
+        st.integers(0, 3),  # which payment hash
+        st.sampled_from(["out", "in"]),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(operations=OPERATIONS)
+def test_a_restart_finds_the_same_pending_payments_in_the_journal_as_once_compacted(
+    tmp_path_factory: pytest.TempPathFactory, operations: list[tuple[str, int, str]]
+) -> None:
+    """Start-up reads the journal over the table without compacting it: the payments it finds
+    pending are those compaction would leave pending."""
+    database = NodeDatabase.open(tmp_path_factory.mktemp("db"))
+    try:
+        hashes = [SecretHash(bytes([n]) * 32) for n in range(4)]
+        events = 0
+        for at, (operation, which, direction) in enumerate(operations):
+            payment_hash = hashes[which]
+            if operation == "compact":
+                compacted(database)
+                events = 0
+                continue
+            if operation == "create":
+                made = record(payment_hash, at, direction=direction)
+                batch = StoreBatch(payments={(payment_hash, direction): made})
+            else:
+                batch = StoreBatch(
+                    outcomes=[outcome(payment_hash, operation, at, direction=direction)]
+                )
+            write(database, batch)
+            events += 1
+        assert database.run_now(journal_events) == events
+        before = database.run_now(load_pending)
+        compacted(database)
+        assert database.run_now(load_pending) == before
+        assert database.run_now(journal_events) == 0
+        pending = {
+            (r.record.payment_hash, r.record.direction)
+            for r in page(database, status="pending", limit=99)
+        }
+        assert pending == {(r.payment_hash, r.direction) for r in before}
+    finally:
+        database.close()

@@ -6,6 +6,11 @@ fund a channel, pay each other both ways (spontaneously and with an invoice), an
 cheats: she force-closes with none of her own sent proofs, as if she had never paid. Bob's node
 sees the close on layer 1 and answers with Alice's newest proof by itself; after the window the
 channel settles and every layer-1 balance is checked, as is the conservation of money.
+
+Then Plasma: a real `--dev` operator starts a child chain; both nodes join it as wallets and
+watchers, deposit and pay each other on the child chain; the operator withholds a block (with
+a payment of Bob's in it); both nodes find the chain bad, exit everything they owned before it,
+and are paid on layer 1 exactly that after the challenge period.
 """
 
 from __future__ import annotations
@@ -24,11 +29,19 @@ from p2pchan.l1.client import L1Client
 from p2pchan.net.rpc_client import RpcClient
 from p2pchan.types import Address
 from p2pchan_cli.common import global_options, run
-from p2pchan_cli.processes import ChildProcess, l1_process, node_process, p2pchan_argv
+from p2pchan_cli.processes import (
+    ChildProcess,
+    l1_process,
+    node_process,
+    p2pchan_argv,
+    plasma_operator_process,
+)
 
 FUNDING = 10_000
 SETTLE_TIMEOUT = 20
 BLOCK_TIME = "0.1"
+CHALLENGE_PERIOD = 20  # blocks: the contract's minimum
+WITHHOLD_TIMEOUT = 5  # blocks a committed child block may stay unserved
 
 
 class Tour:
@@ -149,6 +162,116 @@ async def _network_story(tour: Tour, workdir: Path, children: list[ChildProcess]
             f"{status.contract_holdings} left in the contract"
         )
         tour.say("the cheat gained Alice nothing: Bob got every coin he was owed")
+        await _plasma_story(tour, workdir, children, client, alice, bob, l1)
+
+
+async def _plasma_story(
+    tour: Tour,
+    workdir: Path,
+    children: list[ChildProcess],
+    client: L1Client,
+    alice: Node,
+    bob: Node,
+    l1: str,
+) -> None:
+    tour.step("Plasma: a --dev operator starts a child chain; both nodes join it")
+    operator = plasma_operator_process(
+        workdir / "operator",
+        l1,
+        "--listen",
+        "127.0.0.1:0",
+        "--block-interval",
+        "0.2",
+        "--challenge-period",
+        str(CHALLENGE_PERIOD),
+        "--dev",
+    )
+    children.append(operator)
+    ready = await operator.start()
+    for node in (alice, bob):
+        await node.call(
+            "plasma_join",
+            host=ready["host"],
+            port=ready["port"],
+            withhold_timeout=WITHHOLD_TIMEOUT,
+        )
+    tour.say(f"child chain {ready['plasma_id'][:16]}…: each node now watches every block")
+    before = {node.name: await _l1_balance(client, node) for node in (alice, bob)}
+
+    tour.step("Deposits from layer 1, then payments on the child chain")
+    await alice.call("plasma_deposit", amount=800)
+    await bob.call("plasma_deposit", amount=200)
+    tour.say("Alice deposits 800, Bob 200 (layer-1 transactions)")
+    for payer, payee, amount in ((alice, bob, 300), (alice, bob, 150), (bob, alice, 100)):
+        result = await payer.call("plasma_send", node_id=payee.node_id, amount=amount)
+        tour.say(
+            f"{payer.name.title()} → {payee.name.title()} {amount:>3}: {result['status']} "
+            f"in block {result['block']}"
+        )
+    tour.say("(each payer's watcher checked the block on layer 1 and signed a confirmation)")
+    alice_has = await _spendable(alice, 450)
+    bob_has = await _spendable(bob, 550)
+    tour.say(f"spendable: Alice {alice_has}, Bob {bob_has}")
+
+    tour.step("The operator withholds its next block: only its root reaches layer 1")
+    await _call_operator(workdir / "operator", attack="withhold-next")
+    result = await bob.call("plasma_send", node_id=alice.node_id, amount=350, wait=False)
+    tour.say(f"Bob's payment of 350 to Alice goes into that block ({result['block']})")
+    for node in (alice, bob):
+        status = await _until_bad(node)
+        tour.say(f"{node.name.title()}'s watcher: chain bad, {status['reason']}")
+    tour.say("both stop using the chain and exit at once everything they owned before it;")
+    tour.say("Bob never saw his payment's block, so never confirmed it: its coins stay his")
+
+    tour.step(f"After the {CHALLENGE_PERIOD}-block challenge period the exits are paid")
+    for node in (alice, bob):
+        await _until_exited(node)
+    for node, owned in ((alice, alice_has), (bob, bob_has)):
+        gained = await _l1_balance(client, node) - before[node.name]
+        deposited = 800 if node is alice else 200
+        tour.say(
+            f"{node.name.title()}: {deposited} deposited, {owned} owned on the child chain, "
+            f"{gained + deposited} back on layer 1"
+        )
+        if gained + deposited != owned:
+            raise P2pchanError(f"{node.name} got {gained + deposited}, owned {owned}")
+    tour.say("nothing lost to the withheld block")
+
+
+async def _l1_balance(client: L1Client, node: Node) -> int:
+    return (await client.account(Address(bytes.fromhex(node.node_id)))).balance
+
+
+async def _spendable(node: Node, amount: int) -> int:
+    """Once the node holds `amount` spendable (a received output needs its confirmation)."""
+    with trio.fail_after(20):
+        while True:  # another process's state: polled
+            if (await node.call("plasma_balance"))["spendable"] == amount:
+                return amount
+            await trio.sleep(0.05)
+
+
+async def _until_bad(node: Node) -> dict[str, Any]:
+    with trio.fail_after(20):
+        while True:
+            status: dict[str, Any] = await node.call("plasma_status")
+            if not status["chain_ok"]:
+                return status
+            await trio.sleep(0.05)
+
+
+async def _until_exited(node: Node) -> None:
+    with trio.fail_after(60):
+        while True:
+            balance = await node.call("plasma_balance")
+            if not balance["exiting"] and not balance["pending"]:
+                return
+            await trio.sleep(0.1)
+
+
+async def _call_operator(datadir: Path, **params: Any) -> Any:
+    async with RpcClient.connect(datadir) as rpc:
+        return await rpc.call("plasma_attack", params)
 
 
 async def _settled_views(*nodes: Node) -> list[dict[str, Any]]:
@@ -167,7 +290,8 @@ async def _settled_views(*nodes: Node) -> list[dict[str, Any]]:
 def demo(ctx: click.Context) -> None:
     """A guided tour, with real processes, cleaned up afterwards.
 
-    Layer 1, two nodes, a channel, payments both ways, a cheating close defeated.
+    Layer 1, two nodes, a channel, payments both ways, a cheating close defeated; then a
+    Plasma child chain: deposits, payments, a withheld block, every coin exited safely.
 
     \b
     Example:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2pchan.core.channel.state import ChannelConfig
+from p2pchan.core.gossip.state import FeePolicy
 from p2pchan.net.misbehave import Misbehave
 from p2pchan.net.peers import PeerConfig
 
@@ -23,3 +24,4 @@ class NodeConfig:
     keep_payments_days: float | None = None  # prune older payment records (None: keep all)
     peer: PeerConfig = field(default_factory=PeerConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
+    fee_policy: FeePolicy = field(default_factory=FeePolicy)  # for our channels, until setfees

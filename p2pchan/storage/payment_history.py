@@ -5,9 +5,12 @@ loads only what is still pending, whatever the size of the history.
 The hot path writes the journal (`node_store`: one row per step; a row per payment cost ~10 us
 more per payment there) and `compact` moves it here off the hot path, in bounded batches and in
 journal order. Each creation becomes a row, an attempt (an invoice paid again after a failure
-has two), unless an attempt of that hash and direction is pending; each outcome makes the
-newest attempt final if it is pending (a later outcome changes nothing; one of a payment never
-recorded is dropped).
+has two), unless an attempt of that hash and direction is pending: then it replaces that
+attempt's record (the payer retrying along another route: its first channel, fee and hops);
+each outcome makes the newest attempt final if it is pending (a later outcome changes nothing;
+one of a payment never recorded is dropped). Directions are `out`, `in` and `forward` (a
+payment we mediated, with the fee we kept); a routed payment's hops are a msgpack blob in
+`route` (none for a direct payment, the common case, so it costs nothing there).
 
 A row's id is its index: the order in which records were made, newest highest, never reused
 (the next one is kept in `meta`), and the cursor of `payments`. Rows are small (66 bytes with a
@@ -34,10 +37,10 @@ from typing import Any
 
 import msgpack
 
-from p2pchan.core.payment.records import PaymentRecord
+from p2pchan.core.payment.records import PaymentRecord, RouteHop
 from p2pchan.crypto.hashing import sha256
 from p2pchan.types import ChannelId, Secret, SecretHash
-from p2pchan.wire.codec import unpack
+from p2pchan.wire.codec import pack, unpack
 
 EPOCH_BITS = 16
 HASH_KEY_BITS = 40  # the payment hash's first 5 bytes
@@ -47,12 +50,12 @@ NO_INDEX = 2**63 - 1  # above every row's index
 STATUS_CODES = {"pending": 0, "succeeded": 1, "failed": 2}
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 PENDING = STATUS_CODES["pending"]
-DIRECTION_CODES = {"out": 0, "in": 1}
+DIRECTION_CODES = {"out": 0, "in": 1, "forward": 2}
 DIRECTION_NAMES = {code: name for name, code in DIRECTION_CODES.items()}
 
 _SELECT = (
     "SELECT p.id, p.status, p.direction, p.amount, p.fee, p.created_ms, p.duration_ms, "
-    "p.secret, p.payment_hash, p.error, c.channel_id, c.peer "
+    "p.secret, p.payment_hash, p.error, p.route, c.channel_id, c.peer "
     "FROM payments p JOIN payment_peers c ON c.id = p.counterparty"
 )
 
@@ -137,6 +140,7 @@ def _fold_into_table(connection: sqlite3.Connection, events: list[list[Any]]) ->
     rows: list[list[Any]] = []  # [hash, status, direction, counterparty, amount, fee,
     #                              created_ms, duration_ms, secret, error, route]
     newest: dict[tuple[bytes, str], list[Any]] = {}  # the newest new row per hash, direction
+    rewritten: dict[int, list[Any]] = {}  # pending rows of the table created again, by index
     updates: list[tuple[Any, ...]] = []
     moved: list[tuple[int, int]] = []  # (direction, status) of the pending rows made final
     status_codes, direction_codes = STATUS_CODES, DIRECTION_CODES
@@ -145,18 +149,22 @@ def _fold_into_table(connection: sqlite3.Connection, events: list[list[Any]]) ->
         secret, at, error = event[7:10]
         status = status_codes[status_name]
         key = (payment_hash, direction_name)
-        if peer is not None:  # a creation: a new attempt, unless one is pending
-            row = newest.get(key)
-            if key in pending or (row is not None and row[1] == PENDING):
-                continue
-            duration = None if status == PENDING else 0
-            route = event[10] if len(event) > 10 else None  # carried once payments take routes
+        if peer is not None:  # a creation: a new attempt, or another route of a pending one
+            route = _packed_route(event[10]) if len(event) > 10 else None
             row = [
                 payment_hash, status, direction_codes[direction_name], peer_ref(channel_id, peer),
-                amount, fee, at, duration, secret, error or None, route,
+                amount, fee, at, None if status == PENDING else 0, secret, error or None, route,
             ]  # fmt: skip
-            rows.append(row)
-            newest[key] = row
+            known = newest.get(key)
+            if known is not None and known[1] == PENDING:
+                known[:] = row
+            elif key in pending:
+                index, _, _ = pending[key]
+                pending[key] = (index, at, secret)
+                rewritten[index] = row
+            else:
+                rows.append(row)
+                newest[key] = row
         elif status == PENDING:
             continue
         elif key in newest:
@@ -166,12 +174,17 @@ def _fold_into_table(connection: sqlite3.Connection, events: list[list[Any]]) ->
                 if secret is not None:
                     row[8] = secret
         elif key in pending:
-            index, created_ms, known = pending.pop(key)
-            secret = secret if secret is not None else known
+            index, created_ms, known_secret = pending.pop(key)
+            secret = secret if secret is not None else known_secret
+            moved.append((direction_codes[direction_name], status))
+            image = rewritten.get(index)
+            if image is not None:
+                image[1], image[7] = status, max(at - image[6], 0)
+                image[8], image[9] = secret, error or None
+                continue
             stored_hash = _stored_hash(payment_hash, secret)
             duration = max(at - created_ms, 0)
             updates.append((status, duration, secret, stored_hash, error or None, index))
-            moved.append((direction_codes[direction_name], status))
     first_index = next_index(connection)
     epoch_bits, key_bits, digest = EPOCH_BITS, HASH_KEY_BITS, hashlib.sha256
     connection.executemany(
@@ -190,6 +203,14 @@ def _fold_into_table(connection: sqlite3.Connection, events: list[list[Any]]) ->
         ],
     )
     connection.executemany(
+        "UPDATE payments SET status = ?, counterparty = ?, amount = ?, fee = ?, created_ms = ?, "
+        "duration_ms = ?, secret = ?, payment_hash = ?, error = ?, route = ? WHERE id = ?",
+        [
+            (*row[1:2], *row[3:9], _stored_hash(row[0], row[8]), *row[9:], index)
+            for index, row in rewritten.items()
+        ],
+    )
+    connection.executemany(
         "UPDATE payments SET status = ?, duration_ms = ?, secret = ?, payment_hash = ?, "
         "error = ? WHERE id = ?",
         updates,
@@ -202,6 +223,20 @@ def _fold_into_table(connection: sqlite3.Connection, events: list[list[Any]]) ->
         counts[direction, status] += 1
     add_counts(connection, counts)
     return len(rows)
+
+
+def _packed_route(hops: list[Any] | None) -> bytes | None:
+    """A routed payment's hops as stored (none for a direct payment)."""
+    return pack(hops) if hops else None
+
+
+def _hops(hops: list[Any] | None) -> tuple[RouteHop, ...]:
+    """A journalled route (each hop `[node_id, channel_id, amount, fee]`) as a record's."""
+    return tuple(RouteHop(bytes(n), bytes(c), amount, fee) for n, c, amount, fee in hops or ())
+
+
+def _route(blob: bytes | None) -> tuple[RouteHop, ...]:
+    return () if blob is None else _hops(unpack(bytes(blob), max_len=len(blob)))
 
 
 def _stored_hash(payment_hash: bytes, secret: bytes | None) -> bytes | None:
@@ -274,7 +309,7 @@ def _hash_of(stored_hash: bytes | None, secret: bytes | None) -> SecretHash:
 
 def _stored(row: tuple[Any, ...]) -> StoredPayment:
     index, status, direction, amount, fee, created_ms, duration, secret, stored_hash = row[:9]
-    error, channel_id, peer = row[9:]
+    error, route, channel_id, peer = row[9:]
     record = PaymentRecord(
         _hash_of(stored_hash, secret),
         DIRECTION_NAMES[direction],
@@ -287,6 +322,7 @@ def _stored(row: tuple[Any, ...]) -> StoredPayment:
         created_ms,
         None if duration is None else created_ms + duration,
         error or "",
+        _route(route),
     )
     return StoredPayment(index, record)
 
@@ -373,11 +409,12 @@ def load_pending(connection: sqlite3.Connection) -> list[PaymentRecord]:
             if peer is None:
                 if status != "pending":
                     pending.pop(key, None)
-            elif status == "pending" and key not in pending:
+            elif status == "pending":  # a new payment, or another route of a pending one
                 secret, at, error = event[7:10]
+                route = _hops(event[10]) if len(event) > 10 else ()
                 pending[key] = PaymentRecord(
                     SecretHash(payment_hash), direction, peer, ChannelId(channel_id), amount,
-                    fee, status, secret, at, None, error,
+                    fee, status, secret, at, None, error, route,
                 )  # fmt: skip
     return list(pending.values())
 

@@ -25,14 +25,13 @@ import trio
 from p2pchan.net.rpc_client import RpcError
 from p2pchan.wire.codec import unpack
 from tests.conftest import ProcessRegistry
-from tests.system.support import p2pchan
+from tests.system.support import p2pchan, poll_until
 from tests.system.test_channels_process import (
     DEPOSIT,
     STREAM_SETTLE_TIMEOUT,
     Pair,
     agreed_amount_paid,
     payment_records,
-    poll,
     start_pair,
     stream_to_bob,
 )
@@ -155,7 +154,7 @@ async def test_retention_drops_old_final_records_but_never_a_pending_payment(
         async def refused_ones_pruned() -> bool:
             return not await pair.net.rpc("alice", "payments", {"status": "failed"})
 
-        await poll(refused_ones_pruned)
+        await poll_until(refused_ones_pruned, "the refused payments pruned")
         assert time.monotonic() - refused_at >= keep_seconds - 0.1  # not before they were old
         (pending,) = await pair.net.rpc("alice", "payments")
         assert (pending["payment_hash"], pending["status"]) == (held["payment_hash"], "pending")
@@ -168,7 +167,7 @@ async def test_retention_drops_old_final_records_but_never_a_pending_payment(
         async def none_left() -> bool:
             return not await pair.net.rpc("alice", "payments")
 
-        await poll(failed)
-        await poll(none_left)
+        await poll_until(failed, "the held payment failed")
+        await poll_until(none_left, "every record pruned")
         counts = (await pair.net.rpc("alice", "info"))["payments"]["out"]
         assert counts == {"pending": 0, "succeeded": 0, "failed": 0}

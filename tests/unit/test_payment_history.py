@@ -16,8 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pchan.core.payment.records import InvoiceRecord, PaymentOutcome, PaymentRecord
+from p2pchan.core.outputs import PersistForwardDone
+from p2pchan.core.payment.records import InvoiceRecord, PaymentOutcome, PaymentRecord, RouteHop
 from p2pchan.crypto.hashing import sha256
+from p2pchan.net.api.payments import payment_json
 from p2pchan.storage import payment_history
 from p2pchan.storage.db import MIGRATIONS, NodeDatabase
 from p2pchan.storage.node_store import ChannelTables, InvoiceQuery, StoreBatch, page_invoices
@@ -109,13 +111,14 @@ def test_attempts_outcomes_and_reasons_survive_compaction(database: NodeDatabase
     secret = Secret(b"s" * 32)
     write(database, StoreBatch(outcomes=[outcome(HASH, "succeeded", 30, secret=secret)]))
     # A stray outcome after success, and one of a payment never recorded, change nothing; a
-    # creation while an attempt is pending is not a new attempt.
+    # creation while an attempt is pending is not a new attempt: it replaces its record.
     write(database, StoreBatch(outcomes=[outcome(HASH, "failed", 40, error="late")]))
     other = SecretHash(b"o" * 32)
     write(database, StoreBatch(outcomes=[outcome(other, "failed", 40, error="?")]))
     third = SecretHash(b"t" * 32)
     write(database, StoreBatch(payments={(third, "in"): record(third, 50, direction="in")}))
-    write(database, StoreBatch(payments={(third, "in"): record(third, 60, direction="in")}))
+    again = record(third, 50, direction="in", amount=71)
+    write(database, StoreBatch(payments={(third, "in"): again}))
     assert compacted(database) == 3
 
     newest_first = [(s.record.payment_hash, s.record.status) for s in page(database)]
@@ -135,11 +138,12 @@ def test_attempts_outcomes_and_reasons_survive_compaction(database: NodeDatabase
     assert second.record.finished_ms == 30 and second.record.error == ""
     assert database.run_now(lambda c: paid_before(c, HASH))
     assert not database.run_now(lambda c: paid_before(c, other))
-    assert database.run_now(load_pending) == [record(third, 50, direction="in")]
+    assert database.run_now(load_pending) == [again]
     counts = database.run_now(payment_counts)
     assert counts == {
         "out": {"pending": 0, "succeeded": 1, "failed": 1},
         "in": {"pending": 1, "succeeded": 0, "failed": 0},
+        "forward": {"pending": 0, "succeeded": 0, "failed": 0},
     }
 
 
@@ -285,19 +289,37 @@ def test_a_hash_is_found_in_any_epoch_whole_or_by_its_start(database: NodeDataba
     assert database.run_now(lambda c: records_of(c, os.urandom(32))) == []
 
 
-def test_an_old_journal_moves_into_the_table_when_the_database_is_upgraded(tmp_path: Path) -> None:
-    # A database of the release before: schema 3, payments only in the journal.
+def history_migration() -> int:
+    """The place of the migration that made the payments table (the schema before it had
+    payments only in the journal)."""
+    (place,) = [n for n, script in enumerate(MIGRATIONS) if "CREATE TABLE payments " in script]
+    return place
+
+
+@pytest.mark.parametrize("events_of", ["before routes", "with routes"])
+def test_an_old_journal_moves_into_the_table_when_the_database_is_upgraded(
+    tmp_path: Path, events_of: str
+) -> None:
+    """A database of the releases before, its payments only in the journal (a routed payment
+    with its hops and fee, a forward, once journal rows had 11 elements), upgrades and its
+    journal moves in: the same records, with their routes."""
+    version = history_migration()
     connection = sqlite3.connect(tmp_path / "node.sqlite", isolation_level=None)
-    for script in MIGRATIONS[:3]:
+    for script in MIGRATIONS[:version]:
         for statement in filter(str.strip, script.split(";")):
             connection.execute(statement)
-    connection.execute("PRAGMA user_version = 3")
+    connection.execute(f"PRAGMA user_version = {version}")
     secret = os.urandom(32)
-    paid, pending = sha256(secret), os.urandom(32)
+    paid, pending, forwarded = sha256(secret), os.urandom(32), os.urandom(32)
+    hops = [[b"m" * 32, CHANNEL, 6, 1], [PEER, b"d" * 32, 5, 0]]
     events = [
-        [paid, "out", PEER, CHANNEL, 5, 0, "pending", secret, 1000, ""],
-        [pending, "in", PEER, CHANNEL, 7, 0, "pending", os.urandom(32), 1001, ""],
+        [paid, "out", PEER, CHANNEL, 5, 1, "pending", secret, 1000, "", hops],
+        [pending, "in", PEER, CHANNEL, 7, 0, "pending", os.urandom(32), 1001, "", []],
+        [forwarded, "forward", PEER, CHANNEL, 9, 2, "pending", None, 1002, "", []],
+        [forwarded, "forward", None, None, None, None, "failed", None, 1003, "expired"],
     ]
+    if events_of == "before routes":
+        events = [event[:10] for event in events]
     connection.execute("INSERT INTO payment_journal (events) VALUES (?)", (pack(events),))
     done = [[paid, "out", None, None, None, None, "succeeded", secret, 1500, ""]]
     connection.execute("INSERT INTO payment_journal (events) VALUES (?)", (pack(done),))
@@ -305,9 +327,23 @@ def test_an_old_journal_moves_into_the_table_when_the_database_is_upgraded(tmp_p
 
     database = NodeDatabase.open(tmp_path)
     try:
-        assert compacted(database) == 2
-        listed = [(s.record.payment_hash, s.record.status) for s in page(database)]
-        assert listed == [(pending, "pending"), (paid, "succeeded")]
+        version_now = database.run_now(lambda c: c.execute("PRAGMA user_version").fetchone())
+        assert version_now == (len(MIGRATIONS),)
+        assert [r.payment_hash for r in database.run_now(load_pending)] == [pending]
+        assert compacted(database) == 3
+        listed = [
+            (s.record.payment_hash, s.record.direction, s.record.status) for s in page(database)
+        ]
+        assert listed == [
+            (forwarded, "forward", "failed"),
+            (pending, "in", "pending"),
+            (paid, "out", "succeeded"),
+        ]
+        [routed] = database.run_now(lambda c: records_of(c, paid))
+        route = () if events_of == "before routes" else (
+            RouteHop(b"m" * 32, CHANNEL, 6, 1), RouteHop(PEER, b"d" * 32, 5, 0)
+        )  # fmt: skip
+        assert (routed.record.fee, routed.record.route) == (1, route)
         assert [r.payment_hash for r in database.run_now(load_pending)] == [pending]
         rows = database.run_now(
             lambda c: c.execute("SELECT count(*) FROM payment_journal").fetchone()
@@ -377,8 +413,10 @@ def test_a_restart_finds_the_same_pending_payments_in_the_journal_as_once_compac
                 compacted(database)
                 events = 0
                 continue
-            if operation == "create":
-                made = record(payment_hash, at, direction=direction)
+            if operation == "create":  # a new attempt, or another route of a pending one
+                made = record(payment_hash, at, direction=direction, amount=at + 1)
+                if at % 2:
+                    made = made._replace(fee=at, route=(RouteHop(PEER, CHANNEL, at + 1, at),))
                 batch = StoreBatch(payments={(payment_hash, direction): made})
             else:
                 batch = StoreBatch(
@@ -391,10 +429,81 @@ def test_a_restart_finds_the_same_pending_payments_in_the_journal_as_once_compac
         compacted(database)
         assert database.run_now(load_pending) == before
         assert database.run_now(journal_events) == 0
-        pending = {
-            (r.record.payment_hash, r.record.direction)
-            for r in page(database, status="pending", limit=99)
-        }
-        assert pending == {(r.payment_hash, r.direction) for r in before}
+        pending = [s.record for s in page(database, status="pending", limit=99)]
+        assert pending == before[::-1]
     finally:
         database.close()
+
+
+@pytest.mark.parametrize("compact_between", [False, True], ids=["one_batch", "table_row"])
+def test_a_retry_over_another_route_replaces_the_pending_record_and_keeps_its_hops(
+    tmp_path: Path, compact_between: bool
+) -> None:
+    """The payer tries another route after a hop failed: the same attempt, its record now the
+    new route's (first channel, fee, hops), whether the first route's record was compacted
+    already or not; once final and after a restart, `payments` shows that route."""
+    database = NodeDatabase.open(tmp_path)
+    try:
+        first = record(HASH, 10)._replace(
+            fee=3, route=(RouteHop(b"m" * 32, CHANNEL, 73, 3), RouteHop(PEER, CHANNEL, 70, 0))
+        )
+        write(database, StoreBatch(payments={(HASH, "out"): first}))
+        if compact_between:
+            compacted(database)
+        other = ChannelId(b"d" * 32)
+        second = record(HASH, 10, channel=other)._replace(
+            fee=7,
+            route=(
+                RouteHop(b"n" * 32, other, 77, 2),
+                RouteHop(b"o" * 32, CHANNEL, 75, 5),
+                RouteHop(PEER, CHANNEL, 70, 0),
+            ),
+        )
+        write(database, StoreBatch(payments={(HASH, "out"): second}))
+        assert database.run_now(load_pending) == [second]
+        secret = Secret(b"s" * 32)
+        write(database, StoreBatch(outcomes=[outcome(HASH, "succeeded", 25, secret=secret)]))
+        assert compacted(database) == (0 if compact_between else 1)
+    finally:
+        database.close()
+
+    database = NodeDatabase.open(tmp_path)  # a restart
+    try:
+        [stored] = page(database)
+        assert stored.record == second._replace(status="succeeded", secret=secret, finished_ms=25)
+        listed = payment_json(stored.record, stored.index)
+        assert (listed["fee"], listed["channel_id"], listed["status"]) == (
+            7,
+            other.hex(),
+            "succeeded",
+        )
+        assert listed["route"] == [(b"n" * 32).hex(), (b"o" * 32).hex(), PEER.hex()]
+        assert database.run_now(payment_counts)["out"] == {
+            "pending": 0,
+            "succeeded": 1,
+            "failed": 0,
+        }
+    finally:
+        database.close()
+
+
+def test_a_forward_is_recorded_with_the_fee_it_earned(database: NodeDatabase) -> None:
+    """A mediator's record of a payment it passed on (made and final in one step), listed as
+    a forward and never taken for a payment of its own at start-up."""
+    made = record(HASH, 5, direction="forward")._replace(amount=100, fee=5)
+    done = outcome(HASH, "succeeded", 9, direction="forward", secret=Secret(b"z" * 32))
+    write(database, StoreBatch.of([PersistForwardDone(made, done)]))
+    assert database.run_now(load_pending) == []
+    compacted(database)
+    [stored] = page(database)
+    assert (stored.record.direction, stored.record.fee, stored.record.status) == (
+        "forward",
+        5,
+        "succeeded",
+    )
+    assert database.run_now(payment_counts)["forward"] == {
+        "pending": 0,
+        "succeeded": 1,
+        "failed": 0,
+    }
+    assert not database.run_now(lambda c: paid_before(c, HASH))  # not a payment of ours

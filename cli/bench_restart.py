@@ -3,8 +3,8 @@ processes and a layer 1, one channel; node a pays node b N payments of 1 (483 in
 generated inside the node by `debug_send_many`, in rounds so that the generator's own lists stay
 small), then a is killed with SIGKILL and started again on the same data dir.
 
-Measured: `restart_s`, from starting the process to its `node.json` (the journal compacted and
-the state loaded, layer 1 caught up); `first_payment_s`, from the same start until a new payment
+Measured: `restart_s`, from starting the process to its `node.json` (what is live loaded, the
+journal left by the crash read for pending payments, layer 1 caught up); `first_payment_s`, from the same start until a new payment
 to b has succeeded (b redialled, the channel re-synced); a's resident memory just before the kill
 (`rss_mb_before`) and after that first payment (`rss_mb_after`); the size of each node's
 database (its file and WAL) per payment, once the restarted payer has gone idle (its journal

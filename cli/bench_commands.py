@@ -116,7 +116,8 @@ def bench_restart(ctx: click.Context, payments: int) -> None:
 
     Two nodes make N payments (483 in flight); the payer is killed with SIGKILL and started
     again: the time to its node.json and to its first payment, its memory before and after,
-    and each node's database bytes per payment.
+    how long `payments --limit 20` takes then, and each node's database bytes per payment;
+    the same restart before any payment (fresh_*) for comparison.
 
     \b
     Example:

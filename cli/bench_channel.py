@@ -57,7 +57,7 @@ def sign_verify_per_second(seconds: float = 1.0) -> float:
     return pairs / (time.perf_counter() - started)
 
 
-async def _start_network(
+async def start_network(
     workdir: Path, deposit: int, children: list[ChildProcess], profile_dir: Path | None
 ) -> None:
     """Start layer 1 and nodes a and b (appended to `children` as they start, so the caller
@@ -94,7 +94,7 @@ async def _start_network(
         await rpc_b.call("deposit", {"channel_id": channel["channel_id"], "total": deposit})
 
 
-async def _quiescent_channel(node: ChildProcess) -> dict[str, Any]:
+async def quiescent_channel(node: ChildProcess) -> dict[str, Any]:
     """The channel once its last unlocks are acked (no lock pending), within 30 s."""
     with trio.fail_after(30):
         async with RpcClient.connect(node.ready_file.parent) as rpc:
@@ -112,7 +112,7 @@ async def run_channel_bench(config: ChannelBenchConfig) -> dict[str, Any]:
     both_ways = config.concurrency > MAX_PER_DIRECTION
     children: list[ChildProcess] = []
     try:
-        await _start_network(workdir, deposit, children, config.profile_dir)
+        await start_network(workdir, deposit, children, config.profile_dir)
         _chain, a, b = children
         directions = [(a, b)] + ([(b, a)] if both_ways else [])
         per_direction = config.payments // len(directions)
@@ -139,7 +139,7 @@ async def run_channel_bench(config: ChannelBenchConfig) -> dict[str, Any]:
             for payer, payee in directions:
                 nursery.start_soon(drive, payer, payee)
         seconds = time.perf_counter() - started
-        channel = await _quiescent_channel(a)
+        channel = await quiescent_channel(a)
     finally:
         for child in reversed(children):
             await child.stop()

@@ -18,6 +18,7 @@ from p2pchan_cli.bench_pathfind import PathfindBenchConfig, run_pathfind_bench
 from p2pchan_cli.bench_plasma import PlasmaBenchConfig, run_plasma_bench
 from p2pchan_cli.bench_plasma_exit import MassExitConfig, run_mass_exit_bench
 from p2pchan_cli.bench_progress import ProgressLine
+from p2pchan_cli.bench_restart import RestartBenchConfig, run_restart_bench
 from p2pchan_cli.bench_topology import MIN_NODES, max_channels
 from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
@@ -122,6 +123,26 @@ def bench_channel(
     """
     config = ChannelBenchConfig(payments, concurrency, profile_dir=profile_dir)
     emit(ctx, run(ctx, lambda: run_channel_bench(config)))
+
+
+@bench.command("restart")
+@global_options
+@click.option("--payments", type=click.IntRange(1, 100_000_000), default=100_000, show_default=True)
+@click.pass_context
+def bench_restart(ctx: click.Context, payments: int) -> None:
+    """Restart time and memory of a node after N payments.
+
+    Two nodes make N payments (483 in flight); the payer is killed with SIGKILL and started
+    again: the time to its node.json and to its first payment, its memory before and after,
+    how long `payments --limit 20` takes then, and each node's database bytes per payment;
+    the same restart before any payment (fresh_*) for comparison.
+
+    \b
+    Example:
+      p2pchan bench restart --payments 1000000 --json
+    """
+    config = RestartBenchConfig(payments)
+    emit(ctx, run(ctx, lambda: run_restart_bench(config)))
 
 
 @bench.command("pathfind")

@@ -29,7 +29,16 @@ from p2pchan_cli.common import (
     run,
     server_logging,
 )
-from p2pchan_cli.params import HEX_ID, HOST_PORT, PEER, Command, HostPort, PeerAddress, command
+from p2pchan_cli.params import (
+    DAYS,
+    HEX_ID,
+    HOST_PORT,
+    PEER,
+    Command,
+    HostPort,
+    PeerAddress,
+    command,
+)
 from p2pchan_cli.render import short_id
 from p2pchan_cli.tables import peer_table
 from p2pchan_cli.views import info_view, peer_view
@@ -106,6 +115,15 @@ def init(ctx: click.Context) -> None:
     + ", ".join(mode.value for mode in Misbehave)
     + ". See docs/PROTOCOL.md.",
 )
+@click.option(
+    "--keep-payments",
+    "keep_payments",
+    type=DAYS,
+    default=None,
+    metavar="DAYS",
+    help="Delete payment records and invoices final for longer than this (default: keep all). "
+    "Pending payments and anything a channel still needs are always kept.",
+)
 @click.option("--ping-interval", type=click.FloatRange(min=0), default=30.0, hidden=True)
 @click.option("--pong-timeout", type=click.FloatRange(min=0.01), default=20.0, hidden=True)
 @click.option("--reconnect-max", type=click.FloatRange(min=0.01), default=30.0, hidden=True)
@@ -125,6 +143,7 @@ def start(
     fee_ppm: int,
     dev: bool,
     misbehave: str,
+    keep_payments: float | None,
     ping_interval: float,
     pong_timeout: float,
     reconnect_max: float,
@@ -137,6 +156,7 @@ def start(
     \b
     Example:
       p2pchan node start --datadir /tmp/net/bob --listen 127.0.0.1:9736 --l1 127.0.0.1:7700
+      p2pchan node start --datadir /tmp/net/shop --keep-payments 90
     """
     datadir = node_datadir(ctx)
     chain = l1_address(ctx, ready_file_fallback=False)
@@ -154,6 +174,7 @@ def start(
         alias=alias,
         dev=dev,
         misbehave=modes,
+        keep_payments_days=keep_payments,
         fee_policy=FeePolicy(fee_base=fee_base, fee_ppm=fee_ppm),
         peer=PeerConfig(
             ping_interval=ping_interval, pong_timeout=pong_timeout, reconnect_max=reconnect_max

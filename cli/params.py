@@ -220,7 +220,27 @@ class SecondsType(click.ParamType):
         return seconds
 
 
+class DaysType(click.ParamType):
+    """A positive number of days (fractions allowed: 0.5 is twelve hours)."""
+
+    name = "days"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            days = float(value)
+        except (TypeError, ValueError):
+            days = float("nan")
+        if not 0 < days <= 1_000_000:  # also refuses nan and inf
+            raise click.UsageError(
+                f"{_name(param, 'DAYS')} must be a number of days above 0, got {value}", ctx
+            )
+        return days
+
+
 AMOUNT = AmountType()
+DAYS = DaysType()
 HEX_ID = HexIdType()
 HOST_PORT = HostPortType()
 PEER = PeerType()

@@ -1,5 +1,8 @@
 """`p2pchan send|pay|invoice|decode|payments|invoices`: payments on a running node.
 
+`payments` and `invoices` show history a page at a time (the node reads it from its database,
+whatever its size); a full page says on stderr how to ask for the next.
+
 `send` and `pay` wait until the payment is final. The result goes to stdout (text or JSON);
 a payment that failed also says why on stderr (exit 1), and one still pending when --timeout
 ran out says so (exit 3): it may yet succeed or fail, and `payments --hash` tells later.
@@ -8,11 +11,14 @@ ran out says so (exit 3): it may yet succeed or fail, and `payments --hash` tell
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from p2pchan.core.payment.records import PAYMENT_STATUSES
+from p2pchan.net.api.payments import DEFAULT_PAGE, MAX_PAGE
+from p2pchan.storage.node_store import INVOICE_STATUSES
 from p2pchan_cli.common import (
     EXIT_CODES_HELP,
     EXIT_PENDING,
@@ -27,6 +33,8 @@ from p2pchan_cli.node_commands import call_node
 from p2pchan_cli.params import AMOUNT, HEX_ID, CountType, command
 from p2pchan_cli.tables import invoice_table, payment_table
 from p2pchan_cli.views import decoded_invoice_view, payment_view
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _timeout_param(ctx: click.Context) -> dict[str, Any]:
@@ -134,42 +142,119 @@ def _hash_prefix(ctx: click.Context, _param: click.Parameter, value: str | None)
     return None if value is None else value.lower()
 
 
+def _history_options(statuses: tuple[str, ...], what: str) -> Callable[[F], F]:
+    """The options of a page of history: --limit, --index-offset or --cursor, --status,
+    --hash."""
+
+    def decorate(command: F) -> F:
+        options = [
+            click.option(
+                "--limit",
+                type=CountType(1, MAX_PAGE),
+                default=DEFAULT_PAGE,
+                show_default=True,
+                metavar="N",
+                help=f"At most this many {what}.",
+            ),
+            click.option(
+                "--index-offset",
+                type=CountType(0, 2**62),
+                default=None,
+                metavar="N",
+                help=f"Skip the newest N {what} (or use --cursor).",
+            ),
+            click.option(
+                "--cursor",
+                type=CountType(1, 2**63 - 1),
+                default=None,
+                metavar="INDEX",
+                help=f"Only {what} older than this index (the last one of the page before).",
+            ),
+            click.option(
+                "--hash",
+                "payment_hash",
+                metavar="HASH",
+                callback=_hash_prefix,
+                help="Only this payment hash (its first digits are enough).",
+            ),
+            click.option(
+                "--status", type=click.Choice(statuses), help=f"Only {what} in this state."
+            ),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _page(
+    ctx: click.Context,
+    method: str,
+    limit: int,
+    index_offset: int | None,
+    cursor: int | None,
+    filters: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One page of history from the node; on stderr, how to get the next one if it is full."""
+    if index_offset is not None and cursor is not None:
+        raise click.UsageError("give --index-offset or --cursor, not both")
+    params = {"limit": limit, "index_offset": index_offset, "cursor": cursor, **filters}
+    listed: list[dict[str, Any]] = run(ctx, lambda: call_node(ctx, method, params))
+    if len(listed) == limit and listed[-1].get("index") is not None:
+        click.echo(
+            f"note: {limit} shown, there may be more: add --cursor {listed[-1]['index']}",
+            err=True,
+        )
+    return listed
+
+
 @command()
 @global_options
-@click.option(
-    "--hash",
-    "payment_hash",
-    metavar="HASH",
-    callback=_hash_prefix,
-    help="Only the payment with this hash (its first digits are enough).",
-)
-@click.option("--status", type=click.Choice(PAYMENT_STATUSES), help="Only payments in this state.")
+@_history_options(PAYMENT_STATUSES, "payments")
 @click.pass_context
-def payments(ctx: click.Context, payment_hash: str | None, status: str | None) -> None:
-    """Payments sent and received, newest first.
+def payments(
+    ctx: click.Context,
+    limit: int,
+    index_offset: int | None,
+    cursor: int | None,
+    payment_hash: str | None,
+    status: str | None,
+) -> None:
+    """Payments sent and received, newest first, a page at a time.
 
-    Failed ones with their reason, refused ones (never sent) included.
+    Failed ones with their reason, refused ones (never sent) included. Each has an index: give
+    the last one's as --cursor for the next page. `info` counts them all.
 
     \b
     Example:
-      p2pchan payments --status failed
+      p2pchan payments --status failed --limit 20
     """
-    params = {"payment_hash": payment_hash, "status": status}
-    listed = run(ctx, lambda: call_node(ctx, "payments", params))
+    filters = {"payment_hash": payment_hash, "status": status}
+    listed = _page(ctx, "payments", limit, index_offset, cursor, filters)
     emit(ctx, listed, lambda width: payment_table(listed, width))
 
 
 @command()
 @global_options
+@_history_options(INVOICE_STATUSES, "invoices")
 @click.pass_context
-def invoices(ctx: click.Context) -> None:
-    """Our invoices, newest first.
+def invoices(
+    ctx: click.Context,
+    limit: int,
+    index_offset: int | None,
+    cursor: int | None,
+    payment_hash: str | None,
+    status: str | None,
+) -> None:
+    """Our invoices, newest first, a page at a time.
 
     \b
     Example:
-      p2pchan --datadir /tmp/net/bob invoices
+      p2pchan --datadir /tmp/net/bob invoices --status open
     """
-    listed = run(ctx, lambda: call_node(ctx, "invoices"))
+    filters = {"payment_hash": payment_hash, "status": status}
+    listed = _page(ctx, "invoices", limit, index_offset, cursor, filters)
     emit(ctx, listed, lambda width: invoice_table(listed, width))
 
 

@@ -44,8 +44,23 @@ def info_view(info: Mapping[str, Any]) -> str:
             ("l1 balance", text_of(info.get("l1_balance"))),
             ("peers", f"{text_of(info.get('peers'))} connected"),
             ("channels", channels),
+            *([("payments", payment_counts_text(info["payments"]))] if "payments" in info else []),
         ]
     )
+
+
+def payment_counts_text(counts: Mapping[str, Mapping[str, int]]) -> str:
+    """`12 sent (1 pending, 2 failed), 0 received`: each direction's total, and the states
+    other than succeeded that it has; payments forwarded too, on a node that mediated any."""
+    parts = []
+    for direction, label in (("out", "sent"), ("in", "received"), ("forward", "forwarded")):
+        by_status = counts.get(direction) or {}
+        total = sum(by_status.values())
+        if direction == "forward" and not total:
+            continue
+        others = [f"{by_status[s]} {s}" for s in ("pending", "failed") if by_status.get(s)]
+        parts.append(f"{total} {label}" + (f" ({', '.join(others)})" if others else ""))
+    return ", ".join(parts)
 
 
 def channel_view(channel: Mapping[str, Any]) -> str:

@@ -78,12 +78,16 @@ class ActionSend:
 @dataclass(frozen=True, slots=True)
 class ActionPay:
     """Pay an invoice (decoded and checked for this chain). `registered_block`: where layer 1
-    has its secret registered already, if anywhere (then paying it would give money away)."""
+    has its secret registered already, if anywhere (then paying it would give money away).
+    `paid_before`: whether the store holds a payment of ours with its hash that succeeded,
+    looked up by the shell in the step that feeds this (history stays on disk: the core keeps
+    only live payments); None, nobody looked, and the core refuses to pay."""
 
     request_id: int
     invoice: Invoice
     registered_block: int | None
     now_ms: int
+    paid_before: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

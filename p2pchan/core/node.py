@@ -70,13 +70,14 @@ from p2pchan.core.payment.records import InvoiceRecord
 from p2pchan.core.payment.state import ForwardStatus, OpenInvoice
 from p2pchan.core.state import NodeState
 from p2pchan.crypto.hashing import sha256
-from p2pchan.errors import UserError
+from p2pchan.errors import LocalProtocolError, UserError
 from p2pchan.l1.events import ChannelOpened, ChannelSettled, SecretRegistered
 from p2pchan.types import Address, ChannelId, Secret, SecretHash
 from p2pchan.wire.channel_messages import ChannelSync, LockedTransfer, Refused
 from p2pchan.wire.locks import HeldLock
 
 UNKNOWN_CHANNEL_POINTS = 10  # a message about a channel the peer has no part in
+INVOICE_SWEEP_MS = 60_000  # how often expired invoices are looked for (all open ones each time)
 ONION_PRUNE_BLOCKS = 16  # how often the replay tags of expired onions are forgotten
 
 
@@ -170,8 +171,10 @@ def _pay(state: NodeState, event: ActionPay) -> list[Output]:
         refusal = "the invoice asks for no amount"
     elif secrethash in state.payments.outgoing:
         refusal = "a payment of this invoice is already in progress"
-    elif secrethash in state.payments.paid_or_pending:
-        refusal = "this invoice was already paid (or a payment of it is pending)"
+    elif event.paid_before is None:
+        raise LocalProtocolError("an invoice's payment history must be looked up before paying")
+    elif event.paid_before:
+        refusal = "this invoice was already paid"
     elif event.registered_block is not None or secrethash in state.registered:
         refusal = "the invoice's secret is already public on chain: do not pay it"
     if refusal is not None:
@@ -330,7 +333,14 @@ def _chain_event(state: NodeState, block: ContractReceiveBlock, happened: Any) -
 def _tick(state: NodeState, event: Tick) -> list[Output]:
     """Admit the payments waiting for each channel (those started since the last tick, and
     those waiting for a lock slot), give up on those that waited too long, and send the gossip
-    accepted since the last tick."""
+    accepted since the last tick. Now and then, forget the invoices that have expired (their
+    records stay in the store)."""
+    payments = state.payments
+    if state.now_ms >= payments.next_invoice_sweep_ms:
+        expired = [h for h, o in payments.invoices.items() if o.invoice.is_expired(state.now_ms)]
+        for secrethash in expired:
+            del payments.invoices[secrethash]
+        payments.next_invoice_sweep_ms = state.now_ms + INVOICE_SWEEP_MS
     outputs = payer.expire_waiting(state)
     for channel_id in list(state.payments.waiting):
         if channel_id in state.channels:

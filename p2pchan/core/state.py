@@ -70,3 +70,22 @@ class NodeState:
             ):
                 return channel
         return None
+
+    def held_secrethashes(self) -> set[SecretHash]:
+        """Every payment hash the node still holds something of: a live payment or forward,
+        or a lock in a channel not done with layer 1 (acked, in flight, dropped but live, the
+        partner's, or one still to unlock on chain). Records of these are never pruned: a
+        dispute or an on-chain unlock may yet need them."""
+        payments = self.payments
+        held: set[SecretHash] = set(payments.outgoing) | set(payments.incoming)
+        held.update(payments.forwards)
+        for channel in self.channels.values():
+            if channel.status == ChannelStatus.SETTLED and not channel.settled_unlocks:
+                continue
+            held.update(lock.secrethash for lock in channel.ours.all_locks())
+            held.update(lock.secrethash for lock in channel.ours.queued_locks)
+            held.update(lock.secrethash for lock in channel.theirs.accepted.locks)
+            held.update(channel.theirs.known_secrets)
+            for settled in channel.settled_unlocks:
+                held.update(lock.secrethash for lock in settled.locks)
+        return held

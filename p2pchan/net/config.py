@@ -21,6 +21,7 @@ class NodeConfig:
     alias: str = ""
     dev: bool = False
     misbehave: frozenset[Misbehave] = frozenset()  # dev attack modes (refused without `dev`)
+    keep_payments_days: float | None = None  # prune older payment records (None: keep all)
     peer: PeerConfig = field(default_factory=PeerConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     fee_policy: FeePolicy = field(default_factory=FeePolicy)  # for our channels, until setfees

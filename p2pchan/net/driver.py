@@ -23,7 +23,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -64,6 +64,7 @@ from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord, made_fin
 from p2pchan.core.state import NodeState
 from p2pchan.errors import LocalProtocolError
 from p2pchan.net.chain_actions import ChainActions
+from p2pchan.net.history import PaymentHistory
 from p2pchan.net.misbehave import HONEST, Attacks
 from p2pchan.net.peer import PeerSession
 from p2pchan.storage.db import NodeDatabase
@@ -135,12 +136,14 @@ class Driver:
         database: NodeDatabase,
         actions: ChainActions,
         sessions: Callable[[Address], PeerSession | None],
+        history: PaymentHistory,
         attacks: Attacks = HONEST,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.state = state
         self.database = database
         self.tables = ChannelTables()
+        self.history = history
         self.actions = actions
         self.attacks = attacks
         self.clock = clock
@@ -213,6 +216,10 @@ class Driver:
             outputs: list[Output] = []
             try:
                 for event in inputs:
+                    if type(event) is ActionPay:
+                        # Under the lock: no step can make a payment of it final meanwhile.
+                        paid = self.history.paid_before_now(event.invoice.secrethash)
+                        event = replace(event, paid_before=paid)
                     _, more = transition(self.state, event)
                     outputs += more
             finally:
@@ -234,6 +241,7 @@ class Driver:
                     await self.database.run(lambda connection: self.tables.write(connection, batch))
                     if batch.gossip and log.is_enabled_for(logging.DEBUG):
                         _log_gossip(batch.gossip)
+                    self.history.journalled(len(batch.payments) + len(batch.outcomes))
         self._notify(notes)
         await self._send(sends)
         return outputs

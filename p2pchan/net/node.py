@@ -4,11 +4,11 @@ the chain watcher, the Plasma wallets, RPC.
 `open_node` loads everything that can fail before serving (key file permissions, the data dir
 lock, the database, layer 1's chain id, which must match the one this data dir was created for).
 `Node.run` then starts in the order crash safety needs: the stored state is loaded (when the node
-is built), the chain watcher catches up with every block missed while down, and only then are
-peers redialled (and re-synced) and the RPC and the `node.json` ready file offered. The watcher
-of each joined child chain starts with them, replays its chain from layer 1 on its own
-subscription, and acts only once caught up (see `net/plasma_watch.py`); the channels do not
-wait for it.
+is built: only what is live, history staying on disk), the chain watcher catches up with every
+block missed while down, and only then are peers redialled (and re-synced) and the RPC and the
+`node.json` ready file offered. The watcher of each joined child chain starts with them, replays
+its chain from layer 1 on its own subscription, and acts only once caught up (see
+`net/plasma_watch.py`); the channels do not wait for it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.chain_watch import ChainWatcher
 from p2pchan.net.config import NodeConfig
 from p2pchan.net.driver import Driver, now_ms
+from p2pchan.net.history import PaymentHistory
 from p2pchan.net.l1_link import L1Link
 from p2pchan.net.misbehave import Attacks, attack_messages
 from p2pchan.net.peer import PeerSession
@@ -123,17 +124,27 @@ class Node:
             on_session_end=self._on_session_end,
             dial=dial,
         )
+        self.history = PaymentHistory(
+            database,
+            keep_days=config.keep_payments_days,
+            protected=lambda: self.driver.state.held_secrethashes(),
+            now_ms=now_ms,
+        )
+        self.history.start()
         state = database.run_now(
             lambda connection: load_state(
                 connection,
                 identity,
                 chain_id,
                 config.channel,
+                now_ms=now_ms(),
                 withhold_decisions=self.attacks.withholds_decisions,
                 fee_policy=config.fee_policy,
             )
         )
-        self.driver = Driver(state, database, self.actions, self._session_of, self.attacks)
+        self.driver = Driver(
+            state, database, self.actions, self._session_of, self.history, self.attacks
+        )
         self.chain = ChainWatcher(
             config.l1_host,
             config.l1_port,
@@ -236,6 +247,7 @@ class Node:
                     nursery.start_soon(self.link.run)
                     await nursery.start(self.actions.run)
                     await nursery.start(self.driver.run)
+                    await nursery.start(self.history.run)
                     height = await nursery.start(self.chain.run)  # caught up: now peers
                     channels = len(self.driver.state.channels)
                     log.info("node_caught_up", height=height, channels=channels)

@@ -140,6 +140,42 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX onion_replays_by_expiration ON onion_replays (expiration);
     """,
+    # Payment history: every record in an indexed table, compacted there from the journal off
+    # the hot path (see `storage/payment_history.py`); an older database's journal moves in
+    # once the node runs.
+    """
+    CREATE TABLE payment_peers (
+        id INTEGER PRIMARY KEY,
+        channel_id BLOB NOT NULL,
+        peer BLOB NOT NULL,
+        UNIQUE (channel_id, peer)
+    );
+    CREATE TABLE payments (
+        id INTEGER PRIMARY KEY,
+        hash_key INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        direction INTEGER NOT NULL,
+        counterparty INTEGER NOT NULL,
+        amount INTEGER NOT NULL,
+        fee INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        duration_ms INTEGER,
+        secret BLOB,
+        payment_hash BLOB,
+        error TEXT,
+        route BLOB
+    );
+    CREATE INDEX payments_by_hash ON payments (hash_key);
+    CREATE INDEX payments_pending ON payments (status) WHERE status = 0;
+    CREATE INDEX payments_failed ON payments (status) WHERE status = 2;
+    CREATE TABLE payment_counts (
+        direction INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (direction, status)
+    ) WITHOUT ROWID;
+    CREATE INDEX invoices_open ON invoices (expires_ms) WHERE status = 'open'
+    """,
 ]
 
 

@@ -5,12 +5,12 @@ from the `Persist*` outputs of the node's transition, and loaded back into a `No
 invoice records, registered secrets, the last processed block) and writes it in a single
 transaction: a payment's record always lands together with the channel state that carries it.
 
-Payments are a journal of events (created, then final), one row per step holding every event
-of that step: writing a row per payment cost ~10 us each (two events per payment per node), and
-updating rows keyed by random hashes dirtied a page per payment. A payment's status is its
-first final event; a later one changes nothing, but a new creation after a failure is a new
-attempt (an invoice paid again). A payment refused before it was signed is journalled too, its
-creation and failure in one row, so its reason is kept.
+Payment events (created, then final) go to a journal, one row per step holding every event of
+that step: writing a row per payment cost ~10 us each (two events per payment per node), and
+updating rows keyed by random hashes dirtied a page per payment. A payment refused before it was
+signed is journalled too, its creation and failure in one row, so its reason is kept. The
+journal is only the hot path's buffer: `payment_history.compact` moves it into the indexed
+payments table off the hot path, and everything that reads payments reads that table.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from p2pchan.core.outputs import (
     PersistProcessedBlock,
     PersistSecret,
 )
-from p2pchan.core.payment.records import InvoiceRecord, PaymentOutcome, PaymentRecord, RouteHop
+from p2pchan.core.payment.records import InvoiceRecord, PaymentOutcome, PaymentRecord
 from p2pchan.core.payment.state import (
     Forward,
     ForwardStatus,
@@ -51,6 +51,7 @@ from p2pchan.crypto.keys import Identity
 from p2pchan.errors import StoreError
 from p2pchan.storage.channel_codec import decode_channel, encode_channel
 from p2pchan.storage.gossip import load_chain_view, load_gossip, write_chain_view, write_gossip
+from p2pchan.storage.payment_history import load_pending
 from p2pchan.types import Address, ChainId, ChannelId, NodeId, Secret, SecretHash
 from p2pchan.wire.codec import pack, unpack
 
@@ -248,83 +249,71 @@ def load_chain_secrets(connection: sqlite3.Connection) -> dict[SecretHash, int]:
     return {SecretHash(bytes(h)): block for h, block in rows}
 
 
-def load_open_invoices(connection: sqlite3.Connection) -> list[InvoiceRecord]:
+def load_open_invoices(connection: sqlite3.Connection, now_ms: int) -> list[InvoiceRecord]:
+    """The invoices that can still be paid (open, not expired)."""
     rows = connection.execute(
-        "SELECT payment_hash, secret, amount, description, encoded, created_ms, expires_ms, "
-        "status FROM invoices WHERE status = 'open'"
+        f"SELECT {_INVOICE_COLUMNS} FROM invoices WHERE status = 'open' AND expires_ms > ?",
+        (now_ms,),
     )
-    return [InvoiceRecord(SecretHash(bytes(r[0])), Secret(bytes(r[1])), *r[2:]) for r in rows]
+    return [_invoice(row) for row in rows]
 
 
-def fold_payments(connection: sqlite3.Connection) -> dict[tuple[SecretHash, str], PaymentRecord]:
-    """Every payment's record, from its events: the creation, then its first final event."""
-    payments: dict[tuple[SecretHash, str], PaymentRecord] = {}
-    events = (
-        event
-        for (blob,) in connection.execute("SELECT events FROM payment_journal ORDER BY id")
-        for event in unpack(bytes(blob), max_len=len(blob))
-    )
-    for (
-        payment_hash,
-        direction,
-        peer,
-        channel_id,
-        amount,
-        fee,
-        status,
-        secret,
-        at,
-        error,
-        *rest,
-    ) in events:
-        key = (SecretHash(bytes(payment_hash)), str(direction))
-        record = payments.get(key)
-        if peer is not None and (record is None or record.status != "succeeded"):
-            # A creation: the first attempt; another route of a pending payment; or another
-            # attempt after the last one failed (an invoice may be paid again then). The
-            # record is the newest attempt's.
-            payments[key] = PaymentRecord(
-                key[0],
-                key[1],
-                bytes(peer),
-                ChannelId(bytes(channel_id)),
-                amount,
-                fee,
-                status,
-                None if secret is None else Secret(bytes(secret)),
-                at,
-                None,
-                error,
-                _route(rest[0]) if rest else (),
-            )
-        elif record is None:
-            continue  # an outcome of a payment never recorded (nothing to show)
-        elif record.status == "pending" and status != "pending":
-            payments[key] = record._replace(
-                status=status,
-                secret=record.secret if secret is None else Secret(bytes(secret)),
-                finished_ms=at,
-                error=error,
-            )
-    return payments
+_INVOICE_COLUMNS = (
+    "payment_hash, secret, amount, description, encoded, created_ms, expires_ms, status"
+)
+INVOICE_STATUSES = ("open", "paid", "expired")
 
 
-def _route(hops: list[Any]) -> tuple[RouteHop, ...]:
-    return tuple(RouteHop(bytes(n), bytes(c), amount, fee) for n, c, amount, fee in hops)
+def _invoice(row: tuple[Any, ...]) -> InvoiceRecord:
+    return InvoiceRecord(SecretHash(bytes(row[0])), Secret(bytes(row[1])), *row[2:])
 
 
-def list_payments(connection: sqlite3.Connection, limit: int = 10_000) -> list[PaymentRecord]:
-    records = sorted(fold_payments(connection).values(), key=lambda p: p.created_ms, reverse=True)
-    return records[:limit]
+@dataclass(frozen=True)
+class InvoiceQuery:
+    """One page of `invoices`, newest first: at most `limit` below index `before` (none: from
+    the newest), the first `offset` skipped, of one status (`expired`: open, but past its
+    expiry) and whose payment hash starts with `hash_prefix` (lowercase hex) if given."""
+
+    limit: int = 100
+    before: int | None = None
+    offset: int = 0
+    status: str | None = None
+    hash_prefix: str | None = None
 
 
-def list_invoices(connection: sqlite3.Connection, limit: int = 10_000) -> list[InvoiceRecord]:
+def page_invoices(
+    connection: sqlite3.Connection, query: InvoiceQuery, now_ms: int
+) -> list[tuple[int, InvoiceRecord]]:
+    """One page of invoices with their index (rowid: the order they were made in)."""
+    where = ["rowid < ?"]
+    params: list[Any] = [2**63 - 1 if query.before is None else query.before]
+    if query.status == "paid":
+        where.append("status = 'paid'")
+    elif query.status is not None:
+        where.append(
+            "status = 'open' AND expires_ms " + ("> ?" if query.status == "open" else "<= ?")
+        )
+        params.append(now_ms)
+    if query.hash_prefix:
+        low, high = _hash_range(query.hash_prefix)
+        where.append("payment_hash >= ?" + ("" if high is None else " AND payment_hash < ?"))
+        params += [low] if high is None else [low, high]
     rows = connection.execute(
-        "SELECT payment_hash, secret, amount, description, encoded, created_ms, expires_ms, "
-        "status FROM invoices ORDER BY created_ms DESC LIMIT ?",
-        (limit,),
+        f"SELECT rowid, {_INVOICE_COLUMNS} FROM invoices WHERE {' AND '.join(where)} "
+        "ORDER BY rowid DESC LIMIT ? OFFSET ?",
+        (*params, query.limit, query.offset),
     )
-    return [InvoiceRecord(SecretHash(bytes(r[0])), Secret(bytes(r[1])), *r[2:]) for r in rows]
+    return [(row[0], _invoice(row[1:])) for row in rows]
+
+
+def _hash_range(prefix: str) -> tuple[bytes, bytes | None]:
+    """The byte strings from the smallest hash with this hex prefix up to (excluding) the
+    first one above them (None: no bound)."""
+    low = bytes.fromhex(prefix.ljust(64, "0"))
+    top = int(prefix, 16) + 1
+    if top >= 16 ** len(prefix):
+        return low, None
+    return low, bytes.fromhex(f"{top:0{len(prefix)}x}".ljust(64, "0"))
 
 
 DEFAULT_FEE_POLICY = FeePolicy()
@@ -336,11 +325,13 @@ def load_state(
     chain_id: ChainId,
     config: ChannelConfig,
     *,
+    now_ms: int,
     withhold_decisions: bool = False,
     fee_policy: FeePolicy = DEFAULT_FEE_POLICY,
 ) -> NodeState:
     """The node's state as stored: every channel, the secrets registered on layer 1 and the
-    last processed block, open invoices, and the payments still pending (in both directions)."""
+    last processed block, the invoices that can still be paid, the payments still pending (in
+    both directions) and the forwards in progress: history stays on disk."""
     gossip = load_gossip(connection, GossipConfig(chain_id, NodeId(identity.node_id)))
     state = NodeState(
         identity,
@@ -356,19 +347,15 @@ def load_state(
     state.registered = load_chain_secrets(connection)
     state.height = load_processed_block(connection) or 0
     payments = state.payments
-    for record in load_open_invoices(connection):
+    for record in load_open_invoices(connection, now_ms):
         invoice = decode_invoice(record.encoded, chain_id)
         payments.invoices[record.payment_hash] = OpenInvoice(invoice, record)
-    for payment in fold_payments(connection).values():
-        if payment.direction == "in" and payment.status == "pending":
+    for payment in load_pending(connection):
+        if payment.direction == "in":
             payments.incoming[payment.payment_hash] = Payee(payment)
-        elif payment.direction == "out" and payment.status == "pending":
+        elif payment.direction == "out":
             # Signed before the restart (a record is written with the update carrying its lock).
-            payer = Payer(payment, None, PayerStatus.LOCKED)
-            payments.outgoing[payment.payment_hash] = payer
-            payments.paid_or_pending.add(payment.payment_hash)
-        elif payment.direction == "out" and payment.status == "succeeded":
-            payments.paid_or_pending.add(payment.payment_hash)
+            payments.outgoing[payment.payment_hash] = Payer(payment, None, PayerStatus.LOCKED)
     payments.forwards = load_forwards(connection, state)
     payments.seen_onions = {
         bytes(tag): expiration

@@ -269,6 +269,10 @@ def test_info_counts_channels_by_state_and_says_whether_synced() -> None:
         "l1_height": 15,
         "synced": True,
         "channel_states": {"open": 1, "settled": 2},
+        "payments": {
+            "out": {"pending": 1, "succeeded": 1_000_000, "failed": 2},
+            "in": {"pending": 0, "succeeded": 0, "failed": 0},
+        },
     }
     assert info_view(info) == expected(
         f"""
@@ -280,11 +284,14 @@ def test_info_counts_channels_by_state_and_says_whether_synced() -> None:
         l1 balance  90000
         peers       1 connected
         channels    3 (1 open, 2 settled)
+        payments    1000003 sent (1 pending, 2 failed), 0 received
         """
     )
     unreachable = dict(info, l1_height=None, synced=False, l1_balance=None)
     assert "block 15; layer 1 unreachable" in info_view(unreachable)
     assert "l1 balance  -" in info_view(unreachable)
+    mediator = dict(info, payments={**info["payments"], "forward": {"succeeded": 7, "failed": 1}})
+    assert "0 received, 8 forwarded (1 failed)" in info_view(mediator)
 
 
 def test_a_decoded_invoice_says_when_it_expires() -> None:

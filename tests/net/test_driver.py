@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +17,28 @@ import pytest
 import trio
 
 from p2pchan.core.channel.state import Channel, ChannelConfig, ChannelStatus
-from p2pchan.core.inputs import ActionSend, ReceiveChannelMessages, ReceivePeerConnected
+from p2pchan.core.inputs import (
+    ActionPay,
+    ActionSend,
+    ReceiveChannelMessages,
+    ReceivePeerConnected,
+)
+from p2pchan.core.invoice import Invoice
 from p2pchan.core.payment.payer import ADMISSION_TIMEOUT_MS
+from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord
 from p2pchan.core.state import NodeState
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.driver import TICK_SECONDS, Driver, PaymentWaiter, faults_of, now_ms
+from p2pchan.net.history import PaymentHistory
 from p2pchan.storage.db import NodeDatabase
-from p2pchan.storage.node_store import ChannelTables, fold_payments
+from p2pchan.storage.node_store import ChannelTables, StoreBatch
+from p2pchan.storage.payment_history import PaymentQuery, compact_all, page_payments
 from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
 from p2pchan.wire.balance_proof import BalanceProof, sign_balance_proof
 from p2pchan.wire.channel_messages import ChannelMessage, ChannelSync, LockedTransfer, Processed
+from p2pchan.wire.codec import unpack
 from p2pchan.wire.hop_payload import HopPayload
 from p2pchan.wire.locks import HeldLock, Lock, locksroot
 
@@ -88,6 +99,7 @@ async def start_driver(
         database,
         ChainActions(wallet=None),  # type: ignore[arg-type]  # no chain duty in these tests
         lambda node_id: session if node_id == partner.node_id else None,  # type: ignore[arg-type,return-value]
+        PaymentHistory(database, keep_days=None, protected=set, now_ms=now_ms),
         clock=trio_clock_ms(),
     )
     await nursery.start(driver.run)
@@ -111,6 +123,12 @@ def a_transfer(partner: Identity, amount: int = 100) -> LockedTransfer:
     held = HeldLock(Lock(amount, 60, SecretHash(sha256(secret))), payload)
     proof = BalanceProof(CHAIN, CHANNEL, partner.node_id, 1, 0, amount, locksroot([held.lock]))
     return LockedTransfer(CHANNEL, sign_balance_proof(partner, proof), (held,))
+
+
+def journalled_hashes(database: NodeDatabase) -> set[bytes]:
+    """The payment hashes of every event in the payment journal (not compacted yet)."""
+    rows = database.run_now(lambda c: c.execute("SELECT events FROM payment_journal").fetchall())
+    return {bytes(event[0]) for (blob,) in rows for event in unpack(blob, max_len=len(blob))}
 
 
 def stored_channel(database: NodeDatabase) -> Channel:
@@ -143,9 +161,8 @@ async def test_a_payment_is_stored_with_its_signed_update_before_it_goes_out(set
         def on_send(message: ChannelMessage) -> None:
             if isinstance(message, LockedTransfer):
                 stored = stored_channel(setup.database)
-                records = setup.database.run_now(fold_payments)
                 in_flight = [f.state.nonce for f in stored.ours.in_flight]
-                hashes = {h for h, _ in records}
+                hashes = journalled_hashes(setup.database)
                 checked.append(
                     in_flight == [message.proof.proof().nonce]
                     and {held.secrethash for held in message.locks} <= hashes
@@ -237,8 +254,9 @@ async def test_a_payment_waiting_for_a_lock_slot_gives_up_after_the_admission_ti
             assert not holder.done.is_set()  # its lock went out, and is pending still
             [transfer] = [m for m in setup.session.sent if isinstance(m, LockedTransfer)]
             assert [held.secrethash for held in transfer.locks] == [holder.payment_hash]
-            records = setup.database.run_now(fold_payments)
-            statuses = {h: (r.status, r.error) for (h, _), r in records.items()}
+            setup.database.run_now(compact_all)
+            records = setup.database.run_now(partial(page_payments, query=PaymentQuery()))
+            statuses = {s.record.payment_hash: (s.record.status, s.record.error) for s in records}
             assert statuses == {
                 holder.payment_hash: ("pending", ""),
                 first.payment_hash: ("failed", first.refusal),
@@ -246,3 +264,40 @@ async def test_a_payment_waiting_for_a_lock_slot_gives_up_after_the_admission_ti
             }
     finally:
         setup.database.close()
+
+
+def an_invoice(setup: Setup) -> Invoice:
+    secrethash = SecretHash(os.urandom(32))
+    return Invoice(CHAIN, setup.partner.node_id, 50, secrethash, now_ms(), 3600, 11, "", b"")
+
+
+async def pay_invoice(setup: Setup, invoice: Invoice) -> str | None:
+    """Pay the invoice through the driver; its refusal (None: admitted)."""
+    request_id, waiter = setup.driver.new_payment(invoice.secrethash)
+    await setup.driver.submit_payment(ActionPay(request_id, invoice, None, now_ms()))
+    outgoing = setup.driver.state.payments.outgoing
+    await setup.driver.wait_until(lambda: waiter.done.is_set() or invoice.secrethash in outgoing)
+    return waiter.refusal
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["in_the_journal", "in_the_table"])
+async def test_an_invoice_paid_before_is_refused_wherever_its_record_is(
+    setup: Setup, compacted: bool
+) -> None:
+    """The core keeps no final payment: the driver looks the invoice's history up in the store
+    in the step that feeds the payment, journal or table alike."""
+    with trio.fail_after(5):
+        paid, failed = an_invoice(setup), an_invoice(setup)
+        for invoice, status in ((paid, "succeeded"), (failed, "failed")):
+            made = PaymentRecord(
+                invoice.secrethash, "out", setup.partner.node_id, CHANNEL, 50, 0, "pending",
+                None, now_ms(), None, "",
+            )  # fmt: skip
+            final = PaymentOutcome(invoice.secrethash, "out", status, None, now_ms(), "")
+            batch = StoreBatch(payments={(invoice.secrethash, "out"): made}, outcomes=[final])
+            await setup.database.run(lambda c, batch=batch: ChannelTables().write(c, batch))
+            setup.driver.history.journalled(2)
+        if compacted:
+            await setup.driver.history.catch_up()
+        assert await pay_invoice(setup, paid) == "this invoice was already paid"
+        assert await pay_invoice(setup, failed) is None  # a failed payment may be made again

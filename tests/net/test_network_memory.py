@@ -18,6 +18,7 @@ deadline.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from p2pchan.core.payment.records import PaymentRecord
 from p2pchan.crypto.hashing import sha256
 from p2pchan.net.api.payments import start_send
 from p2pchan.net.driver import PaymentWaiter, now_ms
-from p2pchan.storage.node_store import list_payments
+from p2pchan.storage.payment_history import NO_INDEX, PaymentQuery, page_payments
 from p2pchan.types import ChannelId, NodeId, Secret
 from tests.net.memory_network import (
     MemoryNode,
@@ -134,7 +135,10 @@ async def records(node: MemoryNode) -> list[PaymentRecord]:
         return not (payments.forwards or payments.incoming or payments.outgoing)
 
     await wait_for([node], idle)
-    return await node.driver.database.run(list_payments)
+    await node.driver.history.catch_up()
+    query = PaymentQuery(limit=NO_INDEX)
+    page = await node.driver.database.run(functools.partial(page_payments, query=query))
+    return [stored.record for stored in page]
 
 
 def fee_of(policy: FeePolicy, amount: int) -> int:

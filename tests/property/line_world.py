@@ -402,7 +402,9 @@ class LineWorld:
         [note] = [o for o in created if isinstance(o, NotifyInvoiceCreated)]
         invoice = decode_invoice(note.record.encoded, self.chain.chain_id)
         registered = self.chain.state.secrets.get(secrethash)
-        self.feed(payer, ActionPay(next(self._requests), invoice, registered, self.now_ms))
+        # A fresh invoice: no payment of ours with its hash exists (what the shell looks up).
+        pay = ActionPay(next(self._requests), invoice, registered, self.now_ms, paid_before=False)
+        self.feed(payer, pay)
 
     # -- layer 1 -----------------------------------------------------------------------------
 
@@ -457,7 +459,12 @@ class LineWorld:
         node.database = NodeDatabase.open(node.datadir)
         node.state = node.database.run_now(
             lambda connection: load_state(
-                connection, node.identity, self.chain.chain_id, CONFIG, fee_policy=POLICY
+                connection,
+                node.identity,
+                self.chain.chain_id,
+                CONFIG,
+                now_ms=self.now_ms,
+                fee_policy=POLICY,
             )
         )
         node.down_since = None

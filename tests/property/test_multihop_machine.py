@@ -58,7 +58,8 @@ from hypothesis.stateful import (
 from p2pchan.core.channel.state import ChannelStatus
 from p2pchan.core.payment.records import PaymentRecord
 from p2pchan.core.payment.state import PayerStatus
-from p2pchan.storage.node_store import fold_payments
+from p2pchan.storage.db import NodeDatabase
+from p2pchan.storage.payment_history import NO_INDEX, PaymentQuery, compact_all, page_payments
 from p2pchan.types import SecretHash
 from tests.property.line_world import (
     DEPOSIT,
@@ -318,7 +319,7 @@ class MultihopMachine(RuleBasedStateMachine):
         self.answers_never_contradict()
         self.layer1_conserves()
         records = {
-            name: node.database.run_now(fold_payments)
+            name: _payments(node.database)
             for name, node in world.nodes.items()
             if node.database is not None
         }
@@ -400,3 +401,14 @@ MultihopMachine.TestCase.settings = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 test_multihop_machine = MultihopMachine.TestCase
+
+
+def _payments(database: NodeDatabase) -> dict[tuple[SecretHash, str], PaymentRecord]:
+    """Every payment a node recorded, by hash and direction (the newest record of each), read
+    as `payments` reads them: the journal compacted into the history table first."""
+    database.run_now(compact_all)
+    page = database.run_now(lambda c: page_payments(c, PaymentQuery(limit=NO_INDEX)))
+    return {
+        (stored.record.payment_hash, stored.record.direction): stored.record
+        for stored in reversed(page)
+    }

@@ -144,6 +144,7 @@ async def start_pair(
     *,
     block_time: float = 0.2,
     alice_dev: bool = True,
+    alice_extra: tuple[str, ...] = (),
     bob_extra: tuple[str, ...] = (),
 ) -> Pair:
     """Layer 1, Alice and Bob funded with FUND each, started and connected."""
@@ -161,7 +162,7 @@ async def start_pair(
         for node_id in ids.values():
             await client.faucet(Address(bytes.fromhex(node_id)), FUND, wait=True)
     options = {
-        "alice": (*FAST_RECONNECT, *(("--dev",) if alice_dev else ())),
+        "alice": (*FAST_RECONNECT, *(("--dev",) if alice_dev else ()), *alice_extra),
         "bob": (*FAST_RECONNECT, "--dev", *bob_extra),
     }
     children: dict[str, ChildProcess] = {}
@@ -180,8 +181,16 @@ async def start_pair(
     return pair
 
 
-async def payment_records(pair: Pair, name: str) -> list[dict[str, Any]]:
-    return list(await pair.net.rpc(name, "payments"))
+async def payment_records(pair: Pair, name: str, page: int = 1000) -> list[dict[str, Any]]:
+    """Every payment record of the node, newest first, a page at a time."""
+    records: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        listed = await pair.net.rpc(name, "payments", {"limit": page, "cursor": cursor})
+        records += listed
+        if len(listed) < page:
+            return records
+        cursor = listed[-1]["index"]
 
 
 def succeeded(records: list[dict[str, Any]], direction: str) -> dict[str, int]:

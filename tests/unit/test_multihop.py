@@ -184,7 +184,7 @@ def test_an_invoice_is_paid_across_hops_and_both_ends_record_the_same_payment() 
     created = nodes.feed("carol", ActionCreateInvoice(700, "tea", 3600, secret(9), nodes.now_ms))
     [note] = [o for o in created if isinstance(o, NotifyInvoiceCreated)]
     invoice = decode_invoice(note.record.encoded, nodes["carol"].state.chain_id)
-    nodes.feed("alice", ActionPay(3, invoice, None, nodes.now_ms))
+    nodes.feed("alice", ActionPay(3, invoice, None, nodes.now_ms, paid_before=False))
     run(nodes)
     [paid] = [n for n in nodes["alice"].notified if isinstance(n, NotifyPaymentFinal)]
     [got] = [n for n in nodes["carol"].notified if isinstance(n, NotifyPaymentFinal)]
@@ -224,7 +224,7 @@ def test_a_payee_refusal_comes_back_encrypted_and_is_final() -> None:
     [note] = [o for o in created if isinstance(o, NotifyInvoiceCreated)]
     invoice = decode_invoice(note.record.encoded, nodes["carol"].state.chain_id)
     del nodes["carol"].state.payments.invoices[invoice.secrethash]  # carol forgot it
-    nodes.feed("alice", ActionPay(3, invoice, None, nodes.now_ms))
+    nodes.feed("alice", ActionPay(3, invoice, None, nodes.now_ms, paid_before=False))
     run(nodes)
     assert finals(nodes, "alice") == [("out", "failed", 700, forwarding_fee(700, 5, 10_000))]
     assert "the payee refused the payment (unknown_payment)" in errors(nodes, "alice")[0]
@@ -526,7 +526,7 @@ def test_an_invoice_s_route_hints_reach_a_payee_gossip_has_not_told_us_of() -> N
     [hint] = invoice.hints()
     assert (hint.node_id, hint.channel_id) == (nodes["bob"].node_id, bc)
     assert (hint.fee_base, hint.fee_ppm) == (POLICY.fee_base, POLICY.fee_ppm)
-    nodes.feed("alice", ActionPay(3, invoice, None, nodes.now_ms))
+    nodes.feed("alice", ActionPay(3, invoice, None, nodes.now_ms, paid_before=False))
     run(nodes)
     assert finals(nodes, "alice") == [("out", "succeeded", 700, forwarding_fee(700, 5, 10_000))]
     assert alice.graph.channel(bc) is None  # the hint served one search, nothing more

@@ -160,28 +160,60 @@ def test_a_payment_refused_before_anything_is_signed_is_recorded_failed(
     assert nodes["alice"].state.channels.get(channel_id) == before
 
 
+def test_a_final_payment_is_held_while_its_lock_is_in_the_channel() -> None:
+    """What retention may never prune: a payment final for the payer (it learned the secret)
+    is still held until its lock leaves the channel, since a dispute may need it."""
+    nodes, _ = pair()
+    secrethash = send(nodes, 300, 1)
+    assert secrethash in nodes["alice"].state.held_secrethashes()
+    while not finals(nodes, "alice"):
+        nodes.deliver(1)
+    assert not nodes["alice"].state.payments.outgoing  # final: not a live payment any more
+    assert secrethash in nodes["alice"].state.held_secrethashes()  # its lock is
+    nodes.deliver()
+    assert finals(nodes, "bob") == [("in", "succeeded", 300)]
+    assert nodes["alice"].state.held_secrethashes() == set()
+    assert nodes["bob"].state.held_secrethashes() == set()
+
+
 def test_an_invoice_is_not_paid_twice() -> None:
+    """The core keeps no final payment: whether an invoice was paid comes from the store, in
+    the action (`paid_before`), and an action nobody looked that up for is refused."""
     nodes, _ = pair()
     nodes.feed("bob", ActionCreateInvoice(50, "coffee", 3600, secret(9), nodes.now_ms))
     [created] = nodes.of_type("bob", NotifyInvoiceCreated)
     from p2pchan.core.invoice import decode_invoice
 
     invoice = decode_invoice(created.record.encoded, nodes["alice"].state.chain_id)  # type: ignore[attr-defined]
-    nodes.feed("alice", ActionPay(1, invoice, None, nodes.now_ms))
-    nodes.feed("alice", ActionPay(2, invoice, None, nodes.now_ms))
+    nodes.feed("alice", ActionPay(1, invoice, None, nodes.now_ms, paid_before=False))
+    nodes.feed("alice", ActionPay(2, invoice, None, nodes.now_ms, paid_before=False))
     nodes.feed("alice", Tick(nodes.now_ms))
     assert admissions(nodes, "alice")[0] is None
     assert "already in progress" in (admissions(nodes, "alice")[1] or "")
     nodes.deliver()
     assert finals(nodes, "alice") == [("out", "succeeded", 50)]
+    assert not nodes["alice"].state.payments.outgoing  # final: in the store only
     paid = [o.record.status for o in nodes.of_type("bob", PersistInvoice)]  # type: ignore[attr-defined]
     assert paid == ["open", "paid"]
-    nodes.feed("alice", ActionPay(3, invoice, None, nodes.now_ms))
+    nodes.feed("alice", ActionPay(3, invoice, None, nodes.now_ms, paid_before=True))
     assert "already paid" in (admissions(nodes, "alice")[2] or "")
     # One whose secret is public on layer 1 would give the money away.
-    nodes["alice"].state.payments.paid_or_pending.clear()
-    nodes.feed("alice", ActionPay(4, invoice, 12, nodes.now_ms))
+    nodes.feed("alice", ActionPay(4, invoice, 12, nodes.now_ms, paid_before=False))
     assert "public on chain" in (admissions(nodes, "alice")[3] or "")
+    # Nobody looked its history up: refused before anything changes.
+    with pytest.raises(LocalProtocolError, match="history"):
+        nodes.feed("alice", ActionPay(5, invoice, None, nodes.now_ms))
+    assert len(admissions(nodes, "alice")) == 4 and not nodes["alice"].state.payments.outgoing
+
+
+def test_expired_invoices_leave_memory_and_are_declined() -> None:
+    nodes, _ = pair()
+    nodes.feed("bob", ActionCreateInvoice(50, "short", 1, secret(8), nodes.now_ms))
+    nodes.feed("bob", ActionCreateInvoice(50, "long", 3600, secret(7), nodes.now_ms))
+    assert len(nodes["bob"].state.payments.invoices) == 2
+    nodes.feed("bob", Tick(nodes.now_ms + 61_000))
+    [(kept, _)] = nodes["bob"].state.payments.invoices.items()
+    assert kept == sha256(secret(7))
 
 
 # -- messages a peer has no business sending ------------------------------------------------------

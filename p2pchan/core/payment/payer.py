@@ -60,9 +60,6 @@ def start(
     if secrethash in payments.outgoing or secrethash in payments.forwards:
         reason = "a payment with this payment hash is already in progress"
         return [NotifyPaymentAdmitted(request_id, secrethash, reason)]
-    if secrethash in payments.paid_or_pending:
-        reason = "a payment with this payment hash was already paid (or is pending)"
-        return [NotifyPaymentAdmitted(request_id, secrethash, reason)]
     record = PaymentRecord(
         secrethash, "out", payee, ChannelId(b""), amount, 0, "pending", known_secret,
         state.now_ms, None, "",
@@ -232,7 +229,6 @@ def on_signed(state: NodeState, locks: tuple[HeldLock, ...]) -> list[Output]:
         payer = payments.outgoing.get(held.secrethash)
         if payer is not None and payer.status == PayerStatus.QUEUED:
             payments.outgoing[held.secrethash] = payer.moved_to(PayerStatus.LOCKED)
-            payments.paid_or_pending.add(held.secrethash)
             outputs.append(PersistPayment(payer.record))
     return outputs
 
@@ -252,11 +248,9 @@ def succeeded(state: NodeState, secrethash: SecretHash, secret: Secret | None) -
 
 def failed(state: NodeState, secrethash: SecretHash, reason: str) -> list[Output]:
     """The payment's lock can no longer be claimed (or it was never signed)."""
-    payments = state.payments
-    payer = payments.outgoing.pop(secrethash, None)
+    payer = state.payments.outgoing.pop(secrethash, None)
     if payer is None:
         return []
-    payments.paid_or_pending.discard(secrethash)  # it may be paid again
     if not payer.signed:
         return _refused(payer.request_id, payer.record, reason, state.now_ms)
     payer.check_move(PayerStatus.FAILED)

@@ -174,7 +174,9 @@ class OpenInvoice:
 
 @dataclass
 class Payments:
-    """Every live payment and open invoice. Updated in place by the node's transition (its
+    """Every live payment and open invoice, nothing final: memory follows what is live, not
+    history (final records are in the store, which the shell asks, e.g. whether an invoice was
+    paid already: `ActionPay.paid_before`). Updated in place by the node's transition (its
     entries are immutable): a step touches a few payments among thousands, and copying the
     tables would cost each step in proportion to all of them (7 us per 1,000 entries per
     table, measured; a step of one payment costs about 100 us in all)."""
@@ -182,8 +184,8 @@ class Payments:
     outgoing: dict[SecretHash, Payer] = field(default_factory=dict)
     waiting: dict[ChannelId, list[SecretHash]] = field(default_factory=dict)  # in arrival order
     incoming: dict[SecretHash, Payee] = field(default_factory=dict)
-    invoices: dict[SecretHash, OpenInvoice] = field(default_factory=dict)
-    paid_or_pending: set[SecretHash] = field(default_factory=set)  # ours: never pay these twice
+    invoices: dict[SecretHash, OpenInvoice] = field(default_factory=dict)  # unexpired
+    next_invoice_sweep_ms: int = 0  # expired invoices leave `invoices` then
     forwards: dict[SecretHash, Forward] = field(default_factory=dict)
     # Each onion we peeled (its replay tag), until its lock's expiry: a replay is refused.
     seen_onions: dict[bytes, int] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from p2pchan.errors import ChainError, UserError
 from p2pchan.net.api.context import NodeContext
 from p2pchan.net.api.params import node_id as _node_id
 from p2pchan.net.rpc import RpcParamError, RpcServer, param, parsed_param
+from p2pchan.storage.payment_history import payment_counts
 from p2pchan.wire.peer_messages import PONG_SUPPRESSED, Ping
 
 # The chain watcher may be this many blocks behind layer 1's head and still count as synced: a
@@ -41,6 +42,8 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
         )
         # Every state counts, settled included: the same channels `channels` lists.
         states = Counter(str(c.status) for c in node.driver.state.channels.values())
+        await node.driver.history.catch_up()
+        payments = await node.driver.database.run(payment_counts)
         host, port = node.peers.listen_host, node.peers.listen_port
         return {
             "node_id": node.identity.node_id.hex(),
@@ -56,6 +59,7 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
             "l1_height": l1_height,
             "synced": synced,
             "channel_states": {str(s): states[str(s)] for s in ChannelStatus if states[str(s)]},
+            "payments": payments,
         }
 
     async def connect(params: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,10 @@
 """The RPC methods about payments: send, pay, decode, invoice, payments, invoices (and, on --dev
 nodes, the payment load generator of the benchmark).
 
+`payments` and `invoices` page through history in the database, newest first: `limit` records
+(100 unless given, at most 10,000), below a `cursor` (the `index` of the last record of the page
+before) or past the newest `index_offset`, filtered by `status` and `payment_hash` (a prefix).
+
 `send` and `pay` wait until the payment is final (the payee revealed the secret: succeeded; its
 lock can no longer be claimed: failed), or return `pending` when the call's timeout runs out:
 never `failed` while a lock of it can still be claimed. A payment refused before anything was
@@ -10,6 +14,7 @@ signed (no usable channel, the peer offline) fails the call with its reason, and
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import statistics
 import time
@@ -27,8 +32,12 @@ from p2pchan.net.api.context import NodeContext
 from p2pchan.net.api.params import address, amount
 from p2pchan.net.driver import Driver, PaymentWaiter, now_ms
 from p2pchan.net.rpc import RpcParamError, RpcServer, param, parsed_param
-from p2pchan.storage.node_store import list_invoices, list_payments
+from p2pchan.storage.node_store import INVOICE_STATUSES, InvoiceQuery, page_invoices
+from p2pchan.storage.payment_history import NO_INDEX, PaymentQuery, page_payments
 from p2pchan.types import Address, ChannelId, Secret, SecretHash
+
+DEFAULT_PAGE = 100  # records per page of `payments` / `invoices` unless the caller says
+MAX_PAGE = 10_000
 
 
 def register(rpc: RpcServer, node: NodeContext) -> None:
@@ -59,6 +68,7 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
             )
         except ChainError:
             on_chain = None  # layer 1 unreachable: our own view of it still counts
+        await driver.history.catch_up()  # its check under the step lock is then short
         request_id, waiter = driver.new_payment(invoice.secrethash)
         await driver.submit_payment(ActionPay(request_id, invoice, on_chain, now_ms()))
         pending = _pending_record(invoice.payee, invoice.amount, invoice.secrethash)
@@ -109,24 +119,23 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
         }
 
     async def payments(params: dict[str, Any]) -> list[dict[str, Any]]:
-        prefix = param(params, "payment_hash", str, default=None)
-        if prefix is not None:
-            prefix = prefix.lower()
-            if not prefix or len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
-                raise RpcParamError("payment_hash must be hex (a whole hash or its start)")
         status = param(params, "status", str, default=None)
         if status is not None and status not in PAYMENT_STATUSES:
             raise RpcParamError(f"status must be one of {', '.join(PAYMENT_STATUSES)}")
-        records = await driver.database.run(list_payments)
-        if prefix is not None:
-            records = [r for r in records if r.payment_hash.hex().startswith(prefix)]
-        if status is not None:
-            records = [r for r in records if r.status == status]
-        return [payment_json(record) for record in records]
+        limit, before, offset = page_params(params)
+        query = PaymentQuery(limit, before, offset, status, hash_prefix_param(params))
+        await driver.history.catch_up()
+        page = await driver.database.run(functools.partial(page_payments, query=query))
+        return [payment_json(stored.record, stored.index) for stored in page]
 
     async def invoices(params: dict[str, Any]) -> list[dict[str, Any]]:
-        records = await driver.database.run(list_invoices)
+        status = param(params, "status", str, default=None)
+        if status is not None and status not in INVOICE_STATUSES:
+            raise RpcParamError(f"status must be one of {', '.join(INVOICE_STATUSES)}")
+        limit, before, offset = page_params(params)
+        query = InvoiceQuery(limit, before, offset, status, hash_prefix_param(params))
         now = now_ms()
+        page = await driver.database.run(functools.partial(page_invoices, query=query, now_ms=now))
         return [
             {
                 "payment_hash": r.payment_hash.hex(),
@@ -136,8 +145,9 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
                 "description": r.description,
                 "invoice": r.encoded,
                 "expires_ms": r.expires_ms,
+                "index": index,
             }
-            for r in records
+            for index, r in page
         ]
 
     async def debug_send_many(params: dict[str, Any]) -> dict[str, Any]:
@@ -255,8 +265,36 @@ def route_json(record: PaymentRecord) -> list[dict[str, Any]]:
     ]
 
 
-def payment_json(record: PaymentRecord) -> dict[str, Any]:
-    """A payment as `payments` lists it."""
+def page_params(params: dict[str, Any]) -> tuple[int, int | None, int]:
+    """`limit`, `cursor` (records below this index) and `index_offset` (skip the newest so
+    many) of a page of history; a cursor and an offset exclude each other."""
+    limit = param(params, "limit", int, default=DEFAULT_PAGE)
+    if not 1 <= limit <= MAX_PAGE:
+        raise RpcParamError(f"limit must be from 1 to {MAX_PAGE}")
+    cursor = param(params, "cursor", int, default=None)
+    offset = param(params, "index_offset", int, default=0)
+    if cursor is not None and offset:
+        raise RpcParamError("give a cursor or an index offset, not both")
+    if cursor is not None and not 1 <= cursor <= NO_INDEX:
+        raise RpcParamError("cursor must be a positive index (from a record of the last page)")
+    if not 0 <= offset <= NO_INDEX:
+        raise RpcParamError("index_offset must be 0 or more")
+    return limit, cursor, offset
+
+
+def hash_prefix_param(params: dict[str, Any]) -> str | None:
+    prefix = param(params, "payment_hash", str, default=None)
+    if prefix is None:
+        return None
+    prefix = prefix.lower()
+    if not prefix or len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
+        raise RpcParamError("payment_hash must be hex (a whole hash or its start)")
+    return prefix
+
+
+def payment_json(record: PaymentRecord, index: int | None = None) -> dict[str, Any]:
+    """A payment as `payments` lists it (`index`: its place in history, the cursor of the
+    next page)."""
     return {
         "payment_hash": record.payment_hash.hex(),
         "direction": record.direction,
@@ -269,4 +307,5 @@ def payment_json(record: PaymentRecord) -> dict[str, Any]:
         "created_ms": record.created_ms,
         "finished_ms": record.finished_ms,
         "error": record.error,
+        "index": index,
     }

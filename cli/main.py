@@ -26,6 +26,7 @@ from p2pchan_cli.common import (
 )
 from p2pchan_cli.demo import demo
 from p2pchan_cli.l1_commands import l1
+from p2pchan_cli.localnet.commands import localnet
 from p2pchan_cli.node_commands import NODE_COMMANDS, node
 from p2pchan_cli.pay_batch import pay_batch
 from p2pchan_cli.payment_commands import PAYMENT_COMMANDS
@@ -73,6 +74,7 @@ cli.add_command(node)
 for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, *PAYMENT_COMMANDS, pay_batch]:
     cli.add_command(command)
 cli.add_command(plasma)
+cli.add_command(localnet)
 cli.add_command(demo)
 cli.add_command(bench)
 

@@ -36,6 +36,7 @@ class ChildProcess:
     ready_file: Path
     log_path: Path
     ready_timeout: float = 30.0
+    detached: bool = False  # its own session: outlives this command (a localnet's processes)
     process: trio.Process | None = None
     ready: dict[str, Any] = field(default_factory=dict)
     _log_fd: int | None = None
@@ -46,9 +47,16 @@ class ChildProcess:
         self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = await trio.lowlevel.open_process(
-            self.argv, stdin=subprocess.DEVNULL, stdout=self._log_fd, stderr=self._log_fd, env=env
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_fd,
+            stderr=self._log_fd,
+            env=env,
+            start_new_session=self.detached,
         )
         self.ready = await self._wait_ready()
+        if self.detached:
+            self._reap()  # the child keeps its own copy of the log file
         return self.ready
 
     async def _wait_ready(self) -> dict[str, Any]:
@@ -74,6 +82,10 @@ class ChildProcess:
         except OSError:
             return "(no log)"
         return " | ".join(text.strip().splitlines()[-lines:])
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as a crash would leave things."""
@@ -104,6 +116,11 @@ class ChildProcess:
         status = await self.process.wait()
         self._reap()
         return status
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` (SIGSTOP, SIGCONT, ...) if the process still runs."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signum)
 
     def _reap(self) -> None:
         if self._log_fd is not None:

@@ -27,6 +27,7 @@ from p2pchan_cli.common import (
 from p2pchan_cli.demo import demo
 from p2pchan_cli.l1_commands import l1
 from p2pchan_cli.localnet.commands import localnet
+from p2pchan_cli.localnet.pay_command import pay as _localnet_pay  # noqa: F401  (registers)
 from p2pchan_cli.node_commands import NODE_COMMANDS, node
 from p2pchan_cli.pay_batch import pay_batch
 from p2pchan_cli.payment_commands import PAYMENT_COMMANDS

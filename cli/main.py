@@ -17,6 +17,7 @@ from p2pchan.errors import P2pchanError
 from p2pchan.log import configure_logging
 from p2pchan_cli.bench_commands import bench
 from p2pchan_cli.channel_commands import CHANNEL_COMMANDS
+from p2pchan_cli.chaos.command import chaos
 from p2pchan_cli.common import (
     EXIT_CODES_HELP,
     EXIT_FAILURE,
@@ -76,6 +77,7 @@ for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, *PAYMENT_COMMANDS, pay_batch]
     cli.add_command(command)
 cli.add_command(plasma)
 cli.add_command(localnet)
+cli.add_command(chaos)
 cli.add_command(demo)
 cli.add_command(bench)
 

@@ -167,7 +167,7 @@ def random_plan(
     if not pairs:
         raise ActivityError("no pairs to pay between (a network without channels?)")
     if rate * duration > MAX_PLANNED:
-        raise ActivityError(f"rate × duration plans more than {MAX_PLANNED} payments")
+        raise ActivityError(f"rate * duration plans more than {MAX_PLANNED} payments")
     rng = random.Random(seed)
     plan: list[PlannedPayment] = []
     at = rng.expovariate(rate)

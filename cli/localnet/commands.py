@@ -58,9 +58,7 @@ def check_new_directory(directory: Path) -> None:
                 f"a network is already running in {directory}: `p2pchan localnet down --dir "
                 f"{directory}` first"
             )
-        raise UserError(
-            f"{directory} holds a stopped network: remove it or choose another --dir"
-        )
+        raise UserError(f"{directory} holds a stopped network: remove it or choose another --dir")
     if directory.exists() and any(directory.iterdir()):
         raise UserError(f"{directory} is not empty and holds no network: choose another --dir")
 
@@ -235,8 +233,7 @@ def status_view(document: dict[str, Any]) -> str:
     l1 = document["l1"]
     lines = [
         f"network {document['name']} in {document['dir']}",
-        f"layer 1 {l1['address']}: "
-        + (f"up, height {l1['height']}" if l1["alive"] else "down"),
+        f"layer 1 {l1['address']}: " + (f"up, height {l1['height']}" if l1["alive"] else "down"),
         "",
     ]
     width = max(len(node["alias"]) for node in document["nodes"])
@@ -301,11 +298,13 @@ def down(ctx: click.Context, directory: Path) -> None:
     emit(
         ctx,
         document,
-        lambda _width: f"stopped {len(running)} processes"
-        + (f" ({len(killed)} had to be killed)" if killed else "")
-        + (
-            f"; {len(document['already_gone'])} already gone"
-            if document["already_gone"]
-            else ""
+        lambda _width: (
+            f"stopped {len(running)} processes"
+            + (f" ({len(killed)} had to be killed)" if killed else "")
+            + (
+                f"; {len(document['already_gone'])} already gone"
+                if document["already_gone"]
+                else ""
+            )
         ),
     )

@@ -11,7 +11,7 @@ by `PARALLEL`, since a network of 100 nodes started one by one takes minutes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from p2pchan.l1.client import L1Client
 from p2pchan.net.rpc import METHOD_NOT_FOUND
 from p2pchan.net.rpc_client import RpcClient, RpcError
 from p2pchan.types import Address
-from p2pchan_cli.localnet.supervisor import Tracked, free_ports
+from p2pchan_cli.localnet.supervisor import Tracked, free_ports, poll_until
 from p2pchan_cli.localnet.topology import ChannelSpec, FeePolicy, Topology
 from p2pchan_cli.processes import ChildProcess, l1_process, node_process
 
@@ -173,7 +173,7 @@ class Network:
                 self.channel_ids[channel.ends] = channel_id
                 if channel.deposit_b:
                     await partner.call("deposit", channel_id=channel_id, total=channel.deposit_b)
-            progress(f"channel {channel.a}–{channel.b} open")
+            progress(f"channel {channel.a}-{channel.b} open")
 
         await _in_parallel([lambda c=c: one(c) for c in self.topology.channels])  # type: ignore[misc]
 
@@ -210,8 +210,7 @@ class Network:
         try:
             with trio.fail_after(GOSSIP_TIMEOUT):
                 for node in self.nodes.values():
-                    while len((await node.call("graph")).get("channels", [])) < expected:
-                        await trio.sleep(POLL_INTERVAL)
+                    await poll_until(_graph_holds(node, expected), POLL_INTERVAL)
         except RpcError as error:
             if error.rpc_code != METHOD_NOT_FOUND:
                 raise
@@ -274,10 +273,18 @@ class Network:
 
 
 async def _until_connected(node: NodeHandle, peer_id: str) -> None:
-    while not any(
-        peer["node_id"] == peer_id and peer["connected"] for peer in await node.call("peers")
-    ):
-        await trio.sleep(POLL_INTERVAL)
+    async def connected() -> bool:
+        peers = await node.call("peers")
+        return any(peer["node_id"] == peer_id and peer["connected"] for peer in peers)
+
+    await poll_until(connected, POLL_INTERVAL)
+
+
+def _graph_holds(node: NodeHandle, expected: int) -> Callable[[], Awaitable[bool]]:
+    async def holds() -> bool:
+        return len((await node.call("graph")).get("channels", [])) >= expected
+
+    return holds
 
 
 async def _in_parallel(jobs: Sequence[Callable[[], Any]], limit: int = PARALLEL) -> None:

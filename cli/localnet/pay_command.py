@@ -116,7 +116,7 @@ def summary_view(summary: dict[str, Any]) -> str:
         + (f" (seed {summary['seed']})" if summary["seed"] is not None else ""),
     ]
     for reason, count in list(summary["failure_reasons"].items())[:5]:
-        lines.append(f"  failed {count}×: {reason}")
+        lines.append(f"  failed {count} times: {reason}")
     lines.append("")
     width = max(len(alias) for alias in summary["nodes"])
     lines.append(f"{'node':<{width}} {'sent':>12} {'received':>12} {'fees paid':>10} {'earned':>8}")

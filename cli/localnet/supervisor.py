@@ -8,10 +8,11 @@ ours only while its command line still names the data dir it was started with.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,19 +68,31 @@ async def stop_processes(processes: Iterable[Tracked], grace_period: float = 10.
         for signum in (signal.SIGCONT, signal.SIGTERM):
             _send(process.pid, signum)
     with trio.move_on_after(grace_period):
-        while any(is_ours(process) for process in running):
-            await trio.sleep(STOP_POLL_INTERVAL)
+        await poll_until(_all_gone(running), STOP_POLL_INTERVAL)
     killed = [process for process in running if is_ours(process)]
     for process in killed:
         _send(process.pid, signal.SIGKILL)
     with trio.move_on_after(grace_period):
-        while any(is_ours(process) for process in killed):
-            await trio.sleep(STOP_POLL_INTERVAL)
+        await poll_until(_all_gone(killed), STOP_POLL_INTERVAL)
     return [process.name for process in killed]
 
 
+def _all_gone(processes: list[Tracked]) -> Callable[[], Awaitable[bool]]:
+    async def gone() -> bool:
+        return not any(is_ours(process) for process in processes)
+
+    return gone
+
+
 def _send(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # gone in between
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass  # gone in between
+
+
+async def poll_until(done: Callable[[], Awaitable[bool]], interval: float) -> None:
+    """Until `done()` holds, asking every `interval` s (under the caller's deadline): another
+    process's state has nothing to wait on but asking."""
+    while True:
+        if await done():
+            return
+        await trio.sleep(interval)

@@ -38,7 +38,7 @@ from p2pchan.errors import UserError
 from p2pchan.net.misbehave import Misbehave
 from p2pchan.types import U64_MAX
 
-MIN_SETTLE_TIMEOUT = 20  # the contract's minimum, and 2 × the default reveal timeout
+MIN_SETTLE_TIMEOUT = 20  # the contract's minimum, and 2 x the default reveal timeout
 DEFAULT_SETTLE_TIMEOUT = 40
 DEFAULT_BLOCK_TIME = 0.5
 DEFAULT_FUNDS = 10_000_000
@@ -205,7 +205,7 @@ def parse_topology(document: Any, name: str) -> Topology:
         channel = _parse_channel(entry, f"channel {i}", aliases, fail)
         if channel.ends in seen:
             raise fail(
-                f"channel {i} duplicates channel {seen[channel.ends]} ({channel.a}–{channel.b}): "
+                f"channel {i} duplicates channel {seen[channel.ends]} ({channel.a}-{channel.b}): "
                 "two nodes share at most one channel"
             )
         seen[channel.ends] = i
@@ -218,13 +218,17 @@ def parse_topology(document: Any, name: str) -> Topology:
 def _no_unknown_keys(entry: dict[str, Any], known: set[str], where: str, fail: Any) -> None:
     unknown = set(entry) - known
     if unknown:
-        raise fail(f"{where}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+        raise fail(
+            f"{where}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})"
+        )
 
 
 def _amount(entry: dict[str, Any], key: str, where: str, fail: Any, *, minimum: int = 0) -> int:
     value = entry[key]
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= U64_MAX:
-        raise fail(f"{where}: {key} must be a whole number from {minimum} to {U64_MAX}, got {value!r}")
+        raise fail(
+            f"{where}: {key} must be a whole number from {minimum} to {U64_MAX}, got {value!r}"
+        )
     return value
 
 
@@ -246,7 +250,9 @@ def _parse_node(entry: Any, where: str, fail: Any) -> NodeSpec:
     known = {mode.value for mode in Misbehave}
     for mode in modes:
         if mode not in known:
-            raise fail(f"{where}: unknown misbehave mode {mode!r} (known: {', '.join(sorted(known))})")
+            raise fail(
+                f"{where}: unknown misbehave mode {mode!r} (known: {', '.join(sorted(known))})"
+            )
     if modes and not dev:
         raise fail(f"{where}: misbehave needs dev = true")
     fees = None

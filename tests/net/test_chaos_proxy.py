@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from p2pchan_cli.chaos.proxy import LinkProxy
+from p2pchan_cli.localnet.supervisor import poll_until
 
 DEADLINE = 10
 
@@ -75,8 +76,11 @@ async def test_a_drop_swallows_bytes_and_then_ends_the_stream(proxy: LinkProxy) 
         assert await round_trip(stream, b"before") == b"before"
         proxy.set_dropping(True)
         await stream.send_all(b"lost")
-        while not any(connection.holed for connection in proxy.connections):
-            await trio.sleep(0.01)  # the proxy has not read the bytes yet
+
+        async def swallowed() -> bool:  # the proxy has read the bytes (and dropped them)
+            return any(connection.holed for connection in proxy.connections)
+
+        await poll_until(swallowed, 0.01)
         proxy.set_dropping(False)
         assert await ends(stream)  # the bytes never came back, and the stream cannot go on
 

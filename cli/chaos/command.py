@@ -89,7 +89,13 @@ def report_view(report: dict[str, Any]) -> str:
     help="Kinds, optionally weighted: kill, pause, delay, drop, reset, partition, l1-restart, "
     "cheat, misbehave; e.g. kill=5,pause,reset.",
 )
-@click.option("--rate", type=SECONDS, default=5.0, show_default=True, help="Payments per second.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True, max=10_000),
+    default=5.0,
+    show_default=True,
+    help="Payments per second.",
+)
 @click.option(
     "--fault-interval",
     type=SECONDS,

@@ -49,8 +49,6 @@ def plan_for(
     neighbours_only: bool,
     max_amount: int | None,
 ) -> list[PlannedPayment]:
-    if (activity is None) == (not random_pairs):
-        raise click.UsageError("give either --activity FILE or --random")
     if activity is not None:
         try:
             text = activity.read_text()
@@ -145,7 +143,13 @@ def write_csv(path: Path, outcomes: list[PaymentOutcome]) -> None:
     help='JSON lines {"from": A, "to": B, "amount": N, "interval": S, "count": N}.',
 )
 @click.option("--random", "random_pairs", is_flag=True, help="Random pairs and sizes from --seed.")
-@click.option("--rate", type=SECONDS, default=5.0, show_default=True, help="Random payments/s.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True, max=10_000),
+    default=5.0,
+    show_default=True,
+    help="Random payments/s.",
+)
 @click.option("--duration", type=SECONDS, default=10.0, show_default=True, help="Seconds (random).")
 @click.option("--seed", type=CountType(0, 2**63 - 1), default=None, help="Default: a fresh one.")
 @click.option(
@@ -197,6 +201,8 @@ def pay(
       echo '{"from": "ann", "to": "ben", "amount": 100, "interval": 0.5, "count": 20}' > a.jsonl
       p2pchan localnet pay --dir /tmp/ring --activity a.jsonl --csv payments.csv
     """
+    if (activity is None) == (not random_pairs):
+        raise click.UsageError("give either --activity FILE or --random", ctx)
     state = load_state(directory.absolute())
     running = {process.name for process in state.running()}
     down = [entry.alias for entry in state.nodes if entry.alias not in running]

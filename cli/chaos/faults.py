@@ -10,20 +10,23 @@ force when the run ends or is cancelled.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 import trio
 
-from p2pchan.errors import P2pchanError
+from p2pchan.errors import P2pchanError, UserError
 from p2pchan_cli.chaos.proxy import LinkProxy
 from p2pchan_cli.chaos.schedule import Fault, FaultKind
 from p2pchan_cli.localnet.network import Network
 
 log = structlog.get_logger(__name__)
+
+RESTART_ATTEMPTS = 5
 
 
 @dataclass
@@ -49,27 +52,42 @@ class Injector:
                 nursery.start_soon(self._one, fault)
 
     async def _one(self, fault: Fault) -> None:
+        held = self._held_by(fault)
+        if any(self._lock(name).locked() for name in held):
+            # Still held by an earlier fault that ran long (a slow restart): skip, never stack.
+            self.skipped[str(fault.kind)] += 1
+            return
         try:
-            applied = await self._apply(fault)
+            async with contextlib.AsyncExitStack() as stack:
+                for name in held:
+                    await stack.enter_async_context(self._lock(name))
+                applied = await self._apply(fault)
         except (P2pchanError, OSError) as error:
             self.errors.append(f"{fault.kind} {','.join(fault.targets)}: {error}")
             log.warning("chaos_fault_failed", kind=str(fault.kind), error=str(error))
             applied = False
         (self.done if applied else self.skipped)[str(fault.kind)] += 1
 
+    @staticmethod
+    def _held_by(fault: Fault) -> list[str]:
+        """The processes a fault acts on, each under its lock while the fault lasts."""
+        if fault.kind == FaultKind.L1_RESTART:
+            return ["l1"]
+        if fault.kind in (FaultKind.KILL, FaultKind.PAUSE, FaultKind.MISBEHAVE, FaultKind.CHEAT):
+            return sorted(fault.targets)
+        return []
+
     async def _apply(self, fault: Fault) -> bool:
         kind, targets = fault.kind, fault.targets
         if kind == FaultKind.KILL:
-            async with self._lock(targets[0]):
-                await self.kill_node(targets[0])
-                await trio.sleep(fault.duration)
-                await self.restart_node(targets[0])
+            await self.kill_node(targets[0])
+            await trio.sleep(fault.duration)
+            await self.restart_node(targets[0])
             return True
         if kind == FaultKind.PAUSE:
-            async with self._lock(targets[0]):
-                self.pause(targets[0])
-                await trio.sleep(fault.duration)
-                self.resume(targets[0])
+            self.pause(targets[0])
+            await trio.sleep(fault.duration)
+            self.resume(targets[0])
             return True
         if kind == FaultKind.L1_RESTART:
             await self.kill_l1()
@@ -107,39 +125,37 @@ class Injector:
         channel_id = self.network.channel_ids.get(frozenset((cheater, victim)))
         if channel_id is None or cheater in self.down or victim in self.down:
             return False
-        async with self._lock(cheater), self._lock(victim):
-            channels = []
-            with trio.move_on_after(5):
-                channels = await self.network.nodes[cheater].call("channels")
-            view = next((c for c in channels if c["channel_id"] == channel_id), None)
-            if view is None or view["state"] != "open":
-                return False
-            self.attackers.add(cheater)
-            self.pause(victim)
-            try:
-                await self.network.nodes[cheater].call(
-                    "close", channel_id=channel_id, force=True, cheat=True, wait=False
-                )
-                await trio.sleep(fault.duration)
-            finally:
-                self.resume(victim)
+        channels = []
+        with trio.move_on_after(5):
+            channels = await self.network.nodes[cheater].call("channels")
+        view = next((c for c in channels if c["channel_id"] == channel_id), None)
+        if view is None or view["state"] != "open":
+            return False  # closed already (an earlier cheat, an expired lock)
+        self.attackers.add(cheater)
+        self.pause(victim)
+        try:
+            await self.network.nodes[cheater].call(
+                "close", channel_id=channel_id, force=True, cheat=True, wait=False
+            )
+            await trio.sleep(fault.duration)
+        finally:
+            self.resume(victim)
         return True
 
     async def _misbehave(self, fault: Fault) -> bool:
         alias = fault.targets[0]
         node = self.network.nodes[alias]
         honest_modes = node.misbehave
-        async with self._lock(alias):
-            self.attackers.add(alias)
-            node.misbehave = (fault.detail,)
+        self.attackers.add(alias)
+        node.misbehave = (fault.detail,)
+        await self.kill_node(alias)
+        await self.restart_node(alias)
+        try:
+            await trio.sleep(fault.duration)
+        finally:
+            node.misbehave = honest_modes
             await self.kill_node(alias)
             await self.restart_node(alias)
-            try:
-                await trio.sleep(fault.duration)
-            finally:
-                node.misbehave = honest_modes
-                await self.kill_node(alias)
-                await self.restart_node(alias)
         return True
 
     async def kill_node(self, alias: str) -> None:
@@ -151,8 +167,10 @@ class Injector:
                 await child.wait_exit()
 
     async def restart_node(self, alias: str) -> None:
+        """Start the node again, retrying (a start can fail under load, or while layer 1 is
+        itself restarting): a fault never leaves a node down."""
         with trio.CancelScope(shield=True):
-            await self.network.start_node(alias)
+            await self._until_started(alias, lambda: self.network.start_node(alias))
         self.down.discard(alias)
 
     def pause(self, alias: str) -> None:
@@ -177,8 +195,18 @@ class Injector:
 
     async def restart_l1(self) -> None:
         with trio.CancelScope(shield=True):
-            await self.network.start_l1()
+            await self._until_started("l1", self.network.start_l1)
         self.down.discard("l1")
+
+    async def _until_started(self, name: str, start: Callable[[], Awaitable[None]]) -> None:
+        for attempt in range(1, RESTART_ATTEMPTS + 1):
+            try:
+                await start()
+                return
+            except P2pchanError as error:
+                self.errors.append(f"restart of {name} (attempt {attempt}): {error}"[:300])
+                log.warning("chaos_restart_failed", name=name, attempt=attempt, error=str(error))
+        raise UserError(f"{name} did not restart after {RESTART_ATTEMPTS} attempts")
 
     async def heal(self) -> None:
         """Undo every fault still in force: links, pauses, downed processes, attack modes."""

@@ -7,7 +7,7 @@ id, port and data dir, and the pids (checked against their data dirs before any 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,9 @@ def load_state(directory: Path) -> NetworkState:
     try:
         if document["version"] != STATE_VERSION:
             raise UserError(f"{path}: unknown version {document['version']!r}")
-        topology = parse_topology(document["topology"], str(path))
+        topology = replace(
+            parse_topology(document["topology"], str(path)), name=str(document["name"])
+        )
         return NetworkState(
             directory,
             str(document["name"]),

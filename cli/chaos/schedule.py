@@ -5,8 +5,9 @@ Faults start at random times (exponential gaps, `mean_interval` on average), eac
 that no other fault holds at that moment, so a node is never both killed and paused, and no
 node is ever away longer than `max_away` seconds at once: invariant 3 promises nothing to a
 node down for reveal_timeout blocks while it holds a lock it could claim, so the schedule stays
-inside that promise. Every kind asked for appears at least once (the first ones are spread over
-the run), then kinds are drawn by weight (`kill=5` in the list weighs kill five times).
+inside that promise. Every kind asked for appears at least once (the first ones come first, at
+most three mean intervals apart, and within the first half of a short run), then kinds are
+drawn by weight (`kill=5` in the list weighs kill five times).
 
 Kinds: `kill` (kill -9, restart after the downtime), `pause` (SIGSTOP, SIGCONT after more than
 the keep-alive), `delay`, `drop`, `reset` (of one link's proxy), `partition` (every link
@@ -131,7 +132,10 @@ def make_schedule(
                 busy_until[key] = fault.at + fault.duration + timings.keep_alive
             if kind == FaultKind.CHEAT:
                 cheated.add((fault.targets[0], fault.targets[1]))
-        gap = duration / (2 * len(kinds) + 2) if must else rng.expovariate(1 / mean_interval)
+        if must:  # spread over the first half of a short run; as often as later in a long one
+            gap = min(duration / (2 * len(kinds) + 2), 3 * mean_interval)
+        else:
+            gap = rng.expovariate(1 / mean_interval)
         at += max(gap, 0.2)
     return faults
 

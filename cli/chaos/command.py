@@ -12,6 +12,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ def replay_command(options: ChaosOptions, topology_name: str, faults: str) -> st
     command = (
         f"p2pchan chaos --topology {topology_name} --duration {options.duration:g} "
         f"--seed {options.seed} --faults {faults} --rate {options.rate:g} "
-        f"--fault-interval {options.fault_interval:g}"
+        f"--fault-interval {options.fault_interval:g} "
+        f"--block-time {options.topology.block_time:g}"
     )
     return command + (" --neighbours-only" if options.neighbours_only else "")
 
@@ -107,6 +109,13 @@ def report_view(report: dict[str, Any]) -> str:
     "--neighbours-only", is_flag=True, help="Pay only between channel partners (no routing)."
 )
 @click.option(
+    "--block-time",
+    type=click.FloatRange(min=0.1, max=10),
+    default=None,
+    help="Seconds between layer-1 blocks (default: the topology's). Longer blocks give slow "
+    "restarts on a loaded machine more time: a node may be away two thirds of 10 blocks.",
+)
+@click.option(
     "--dir",
     "directory",
     type=click.Path(path_type=Path, file_okay=False),
@@ -123,6 +132,7 @@ def chaos(
     rate: float,
     fault_interval: float,
     neighbours_only: bool,
+    block_time: float | None,
     directory: Path | None,
 ) -> None:
     """Random payments while faults are injected; then heal, settle, check the invariants.
@@ -140,6 +150,8 @@ def chaos(
     if duration < MIN_DURATION:
         raise click.UsageError(f"--duration must be at least {MIN_DURATION:g} s", ctx)
     topology = load_topology(topology_name)
+    if block_time is not None:
+        topology = replace(topology, block_time=block_time)
     try:
         weights = parse_fault_list(faults)
     except UserError as error:

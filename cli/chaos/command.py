@@ -23,6 +23,7 @@ from p2pchan.errors import UserError
 from p2pchan_cli.chaos.runner import ChaosOptions, ChaosResult, ChaosRun
 from p2pchan_cli.chaos.schedule import parse_fault_list
 from p2pchan_cli.common import emit, global_options, run, settings
+from p2pchan_cli.localnet.supervisor import until_signalled
 from p2pchan_cli.localnet.topology import load_topology
 from p2pchan_cli.params import SECONDS, Command, CountType
 
@@ -183,7 +184,7 @@ def chaos(
             console.print(f"[dim]{text}[/]")
 
     try:
-        result = run(ctx, lambda: ChaosRun(options, progress).run())
+        result = run(ctx, lambda: until_signalled(ChaosRun(options, progress).run))
     except BaseException:
         click.echo(f"chaos run failed (seed {chosen_seed}); logs kept in {workdir}", err=True)
         raise

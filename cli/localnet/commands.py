@@ -25,7 +25,7 @@ from p2pchan.net.rpc_client import RpcError
 from p2pchan_cli.common import emit, global_options, run, settings
 from p2pchan_cli.localnet.network import HOST, STATE_FILE, Network, NodeHandle
 from p2pchan_cli.localnet.state import NetworkState, load_state
-from p2pchan_cli.localnet.supervisor import is_ours, stop_processes
+from p2pchan_cli.localnet.supervisor import is_ours, stop_processes, until_signalled
 from p2pchan_cli.localnet.topology import Topology, load_topology
 from p2pchan_cli.params import Command
 
@@ -156,7 +156,7 @@ def up(ctx: click.Context, topology_name: str, directory: Path) -> None:
     network = Network(directory, topology, detached=True)
     show = sys.stderr.isatty() and not settings(ctx).json
     try:
-        seconds = run(ctx, lambda: bring_up(network, show))
+        seconds = run(ctx, lambda: until_signalled(lambda: bring_up(network, show)))
     except BaseException:
         if created and not any(p.is_dir() for p in directory.iterdir()):
             (directory / STATE_FILE).unlink(missing_ok=True)

@@ -15,10 +15,14 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
+from p2pchan.errors import UserError
+
 STOP_POLL_INTERVAL = 0.05
+T = TypeVar("T")
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -75,6 +79,23 @@ async def stop_processes(processes: Iterable[Tracked], grace_period: float = 10.
     with trio.move_on_after(grace_period):
         await poll_until(_all_gone(killed), STOP_POLL_INTERVAL)
     return [process.name for process in killed]
+
+
+async def until_signalled(main: Callable[[], Awaitable[T]]) -> T:
+    """`main()`, ended (its own cleanup run) by SIGTERM or SIGHUP as by Ctrl-C: a run that
+    owns processes must not leave them behind when it is itself told to stop."""
+    result: list[T] = []
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def run_main() -> None:
+                result.append(await main())
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run_main)
+            async for signum in signals:
+                raise UserError(f"stopped by {signal.Signals(signum).name}")
+    return result[0]
 
 
 def _all_gone(processes: list[Tracked]) -> Callable[[], Awaitable[bool]]:

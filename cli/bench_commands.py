@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from p2pchan.l1.plasma_state import MIN_CHALLENGE_PERIOD
 from p2pchan_cli.bench_channel import ChannelBenchConfig, run_channel_bench
 from p2pchan_cli.bench_l1 import L1BenchConfig, run_l1_bench
 from p2pchan_cli.bench_pathfind import PathfindBenchConfig, run_pathfind_bench
 from p2pchan_cli.bench_plasma import PlasmaBenchConfig, run_plasma_bench
+from p2pchan_cli.bench_plasma_exit import MassExitConfig, run_mass_exit_bench
 from p2pchan_cli.bench_transport import TransportBenchConfig, run_transport_bench
 from p2pchan_cli.common import emit, global_options, run
 from p2pchan_cli.params import Command
@@ -189,3 +191,52 @@ def bench_plasma(
         transactions, connections, block_interval=block_interval, exits=exits, profile=profile
     )
     emit(ctx, run(ctx, lambda: run_plasma_bench(config)))
+
+
+@bench.command("plasma-exit")
+@global_options
+@click.option(
+    "--nodes",
+    type=click.IntRange(2, 64),
+    default=6,
+    show_default=True,
+    help="Users, each a real node process (two outputs each).",
+)
+@click.option("--block-time", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
+@click.option(
+    "--challenge-period",
+    type=click.IntRange(MIN_CHALLENGE_PERIOD, 10_000),
+    default=MIN_CHALLENGE_PERIOD,
+    show_default=True,
+)
+@click.option("--withhold-timeout", type=click.IntRange(1, 100), default=2, show_default=True)
+@click.option(
+    "--pure-exits",
+    type=click.IntRange(0, 1_000_000),
+    default=5_000,
+    show_default=True,
+    help="Exits for the pace on the pure contract (0 skips it).",
+)
+@click.pass_context
+def bench_plasma_exit(
+    ctx: click.Context,
+    nodes: int,
+    block_time: float,
+    challenge_period: int,
+    withhold_timeout: int,
+    pure_exits: int,
+) -> None:
+    """Plasma mass exit: every user's node exits at once after a withheld block.
+
+    Exits started and finalized per layer-1 block with real processes, every user paid what
+    it owned; and, from the pure contract's pace, the largest mass exit that starts within
+    one challenge period.
+
+    \b
+    Example:
+      p2pchan bench plasma-exit --nodes 6 --block-time 1 --json
+    """
+    if withhold_timeout >= challenge_period:
+        raise click.BadParameter("below the challenge period", param_hint="--withhold-timeout")
+    config = MassExitConfig(nodes, block_time, challenge_period, withhold_timeout, pure_exits)
+    emit(ctx, run(ctx, lambda: run_mass_exit_bench(config)))

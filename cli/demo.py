@@ -2,12 +2,14 @@
 
 A layer 1 and four nodes (Alice — Bob — Carol — Dave, in a line) run as real processes in a
 temporary directory, brought up by the same code as `localnet up`. They pay their neighbours
-(spontaneously and by invoice), then Alice pays Dave across three hops: until payments route
-(issue 11) that leg prints a note and the tour goes on. Then Bob stops, and Alice (a `--dev`
-node) cheats: she force-closes with none of her own sent proofs. Bob, restarted, finds the
-close while re-scanning layer 1 and answers with Alice's newest proof; the channel settles in
-his favour. Every channel is closed, and the chaos run's invariant checker judges the result
-from layer 1 and every node's records; a summary table shows each node's funds.
+(spontaneously and by invoice), then Alice pays Dave across three hops once gossip has taught
+her a route, and the tour prints the route and each mediator's fee. Then Bob stops, and Alice
+(a `--dev` node) cheats: she force-closes with none of her own sent proofs. Bob, restarted,
+finds the close while re-scanning layer 1 and answers with Alice's newest proof; the channel
+settles in his favour. Every channel is closed, and the chaos run's invariant checker judges
+the result from layer 1 and every node's records; a summary table shows each node's funds.
+Then Plasma on the same layer 1 (`demo_plasma.py`): a child chain, a withheld block, every coin
+exited safely.
 
 Nothing is left behind: every process is stopped and the directory removed, on success and on
 Ctrl-C alike; after any other failure the logs are kept and their place printed.
@@ -26,19 +28,22 @@ from rich.console import Console
 from rich.table import Table
 
 from p2pchan.errors import P2pchanError
-from p2pchan.net.rpc_client import RpcError
 from p2pchan_cli.chaos.invariants import check
 from p2pchan_cli.chaos.observe import observe_chain, records_of
 from p2pchan_cli.common import global_options, run
+from p2pchan_cli.demo_plasma import plasma_story
 from p2pchan_cli.localnet.network import HOST, Network
 from p2pchan_cli.localnet.supervisor import poll_until
-from p2pchan_cli.localnet.topology import ChannelSpec, NodeSpec, Topology
+from p2pchan_cli.localnet.topology import ChannelSpec, FeePolicy, NodeSpec, Topology
+from p2pchan_cli.processes import ChildProcess
 
 FUNDS = 100_000
 BLOCK_TIME = 0.2
-SETTLE_TIMEOUT = 40  # blocks: 8 s for Bob to come back and answer the cheat
+SETTLE_TIMEOUT = 50  # blocks: 10 s for Bob to come back and answer the cheat (and >= the
+# payer lock timeout: a channel with a shorter window forwards no multi-hop lock)
 POLL = 0.05
 SETTLE_WAIT = 30.0
+HOP_AMOUNT = 2_000
 DEMO = Topology(
     "demo",
     (
@@ -49,8 +54,8 @@ DEMO = Topology(
     ),
     (
         ChannelSpec("alice", "bob", 10_000, 5_000, SETTLE_TIMEOUT),
-        ChannelSpec("bob", "carol", 10_000, 5_000, SETTLE_TIMEOUT),
-        ChannelSpec("carol", "dave", 10_000, 5_000, SETTLE_TIMEOUT),
+        ChannelSpec("bob", "carol", 10_000, 5_000, SETTLE_TIMEOUT, fees_a=FeePolicy(2, 5_000)),
+        ChannelSpec("carol", "dave", 10_000, 5_000, SETTLE_TIMEOUT, fees_a=FeePolicy(1, 2_500)),
     ),
     block_time=BLOCK_TIME,
 )
@@ -77,9 +82,16 @@ async def _send(network: Network, payer: str, payee: str, amount: int) -> dict[s
 
 async def _tour(tour: Tour, workdir: Path) -> None:
     network = Network(workdir, DEMO)
+    operator: list[ChildProcess] = []
     try:
         await _story(tour, network)
+        alice, bob = network.nodes["alice"], network.nodes["bob"]
+        l1 = (HOST, network.l1_port)
+        await plasma_story(tour, workdir, operator, l1, alice, bob)
     finally:
+        with trio.CancelScope(shield=True):
+            for child in operator:
+                await child.stop()
         await network.stop_all()
         tour.say("all processes stopped")
 
@@ -110,17 +122,7 @@ async def _story(tour: Tour, network: Network) -> None:
     result = await network.nodes["bob"].call("pay", invoice=invoice["invoice"])
     tour.say(f"  bob pays Carol's invoice of 400: {result['status']}")
 
-    tour.step("A multi-hop payment: Alice → Bob → Carol → Dave")
-    # Multi-hop leg: once `send` routes (issue 11) this pays Dave across three hops; until
-    # then the node refuses a payee it shares no channel with, and the tour says so.
-    try:
-        result = await _send(network, "alice", "dave", 250)
-        tour.say(
-            f"alice → dave 250: {result['status']}, fee {result['fee']}, "
-            f"in {result['duration_ms']} ms"
-        )
-    except RpcError as refused:
-        tour.say(f"[yellow]skipped: this build does not route yet ({refused.message})[/]")
+    first_lock = await _multi_hop(tour, network)
 
     tour.step("Bob stops; Alice cheats: a forced close with none of her sent proofs")
     ab = network.channel_ids[frozenset(("alice", "bob"))]
@@ -130,14 +132,14 @@ async def _story(tour: Tour, network: Network) -> None:
     await bob.child.stop()
     await network.nodes["alice"].call("close", channel_id=ab, force=True, cheat=True, wait=False)
     tour.say("as if she had never paid Bob the 700 she sent him")
-    tour.step("Bob restarts, finds the close on layer 1 and answers with Alice's newest proof")
+    tour.step("Bob restarts, sees the close on layer 1, answers with Alice's newest proof")
     await network.start_node("bob")
     await _until_settled(network, "bob", ab)
     [settled] = [c for c in await bob.call("channels") if c["channel_id"] == ab]
     tour.say(
-        f"settled after the {SETTLE_TIMEOUT}-block window: Bob got {settled['settled_balance']} "
-        "(his 5000 + 700 - 200)"
+        f"settled after the {SETTLE_TIMEOUT}-block window: Bob got {settled['settled_balance']}"
     )
+    tour.say(f"(his 5000 + 700 - 200, and the {first_lock} Alice paid him to pass on to Dave)")
 
     tour.step("Every other channel closes cooperatively; the invariants are checked")
     for ends in (("bob", "carol"), ("carol", "dave")):
@@ -156,6 +158,36 @@ async def _story(tour: Tour, network: Network) -> None:
     if not verdict.ok:
         raise P2pchanError(f"the demo broke an invariant: {verdict.violations[0]}")
     tour.say("the cheat gained Alice nothing: Bob got every coin he was owed")
+
+
+async def _multi_hop(tour: Tour, network: Network) -> int:
+    """Alice pays Dave over two mediators; the amount she locked to Bob, fees included."""
+    tour.step("A multi-hop payment: Alice → Bob → Carol → Dave, fees to the mediators")
+    names = {node.node_id: alias for alias, node in network.nodes.items()}
+    await network.apply_fees()
+    tour.say("fees: Bob charges 2 + 0.5 % to forward to Carol, Carol 1 + 0.25 % to Dave")
+    await network.wait_for_gossip()
+    dave = network.nodes["dave"].node_id
+    found = await network.nodes["alice"].call("route", node_id=dave, amount=HOP_AMOUNT)
+    hops = " → ".join(["alice", *(names[hop["node_id"]] for hop in found["hops"])])
+    tour.say(f"gossip taught Alice a route: {hops}, fee {found['fee']}")
+    result = await _send(network, "alice", "dave", HOP_AMOUNT)
+    tour.say(
+        f"alice → dave {HOP_AMOUNT}: {result['status']} in {result['duration_ms']} ms, "
+        f"{HOP_AMOUNT} + {result['fee']} in fees"
+    )
+    if result["status"] != "succeeded":
+        raise P2pchanError(f"the multi-hop payment {result['status']}: {result['error']}")
+    for hop in result["route"]:
+        name = names[hop["node_id"]]
+        if hop["fee"]:
+            tour.say(
+                f"  {name:>5} is locked {hop['amount']}, keeps {hop['fee']}, "
+                f"passes {hop['amount'] - hop['fee']} on"
+            )
+        else:
+            tour.say(f"  {name:>5} is locked {hop['amount']}: the payee, paid in full")
+    return int(result["route"][0]["amount"])
 
 
 async def _until_no_locks(network: Network, alias: str) -> None:
@@ -189,7 +221,7 @@ def _summary(
     tour: Tour, granted: dict[str, int], balances: dict[str, int], records: dict[str, Any]
 ) -> None:
     table = Table(title="funds on layer 1", title_justify="left")
-    for column in ("node", "start", "sent", "received", "end"):
+    for column in ("node", "start", "sent", "received", "fees earned", "end"):
         table.add_column(column, justify="left" if column == "node" else "right")
     for alias, start in granted.items():
         sent = sum(
@@ -200,7 +232,12 @@ def _summary(
         received = sum(
             r.amount for r in records[alias] if r.direction == "in" and r.status == "succeeded"
         )
-        table.add_row(alias, str(start), str(sent), str(received), str(balances[alias]))
+        earned = sum(
+            r.fee for r in records[alias] if r.direction == "forward" and r.status == "succeeded"
+        )
+        table.add_row(
+            alias, str(start), str(sent), str(received), str(earned), str(balances[alias])
+        )
     tour.console.print(table)
 
 
@@ -210,8 +247,9 @@ def _summary(
 def demo(ctx: click.Context) -> None:
     """A guided tour, with real processes, cleaned up afterwards.
 
-    Layer 1 and four nodes in a line, payments direct and across hops, a cheating close
-    answered by a restarted partner, the invariants checked, a summary table.
+    Layer 1 and four nodes in a line, payments direct and across hops (the route and its
+    fees), a cheating close answered by a restarted partner, the invariants checked, a summary
+    table; then a Plasma child chain: deposits, payments, a withheld block, every coin exited.
 
     \b
     Example:

@@ -26,6 +26,7 @@ from p2pchan_cli.common import (
     settings,
 )
 from p2pchan_cli.demo import demo
+from p2pchan_cli.graph_commands import GRAPH_COMMANDS
 from p2pchan_cli.l1_commands import l1
 from p2pchan_cli.localnet.commands import localnet
 from p2pchan_cli.localnet.pay_command import pay as _localnet_pay  # noqa: F401  (registers)
@@ -73,7 +74,7 @@ def cli(ctx: click.Context, log_format: str, log_level: str | None) -> None:
 
 cli.add_command(l1)
 cli.add_command(node)
-for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, *PAYMENT_COMMANDS, pay_batch]:
+for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, *PAYMENT_COMMANDS, *GRAPH_COMMANDS, pay_batch]:
     cli.add_command(command)
 cli.add_command(plasma)
 cli.add_command(localnet)

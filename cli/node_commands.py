@@ -12,6 +12,7 @@ import click
 import structlog
 import trio
 
+from p2pchan.core.gossip.state import FeePolicy
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, load_key_file, write_key_file
 from p2pchan.errors import UserError
 from p2pchan.net.config import NodeConfig
@@ -82,6 +83,20 @@ def init(ctx: click.Context) -> None:
     help="Where peers connect (port 0 picks a free one).",
 )
 @click.option("--alias", default="", help="A name shown to peers.")
+@click.option(
+    "--fee-base",
+    type=click.IntRange(0, 2**64 - 1),
+    default=1,
+    show_default=True,
+    help="What we charge per forwarded payment (see `setfees`).",
+)
+@click.option(
+    "--fee-ppm",
+    type=click.IntRange(0, 2**32 - 1),
+    default=100,
+    show_default=True,
+    help="...plus this much per million of the amount forwarded.",
+)
 @click.option("--dev", is_flag=True, help="Allow dev-only commands (test attacks, debug RPCs).")
 @click.option(
     "--misbehave",
@@ -106,6 +121,8 @@ def start(
     ctx: click.Context,
     listen: HostPort,
     alias: str,
+    fee_base: int,
+    fee_ppm: int,
     dev: bool,
     misbehave: str,
     ping_interval: float,
@@ -137,6 +154,7 @@ def start(
         alias=alias,
         dev=dev,
         misbehave=modes,
+        fee_policy=FeePolicy(fee_base=fee_base, fee_ppm=fee_ppm),
         peer=PeerConfig(
             ping_interval=ping_interval, pong_timeout=pong_timeout, reconnect_max=reconnect_max
         ),

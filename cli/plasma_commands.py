@@ -1,7 +1,10 @@
-"""`p2pchan plasma ...`: run a child chain's operator, and drive a --dev operator's attacks.
+"""`p2pchan plasma ...`: run a child chain's operator, drive a --dev operator's attacks, and
+the user's side through the channel node, which is the user's Plasma wallet and watcher:
+`join`, `deposit`, `send`, `utxos`, `balance`, `exit`, `exits`, `status`.
 
-The user-side commands (join, deposit, send, utxos, balance, exit, exits, status) go through
-the channel node, which is the user's Plasma wallet and watcher; they come with the node side.
+The user's commands talk to the node in DATADIR (the node's, as for every node command); the
+operator's take the operator's own DATADIR. With one chain joined, the user's commands use it;
+with several, `--chain PLASMA_ID` says which.
 """
 
 from __future__ import annotations
@@ -19,25 +22,35 @@ from p2pchan.crypto.merkle import MAX_LEAVES
 from p2pchan.errors import UserError
 from p2pchan.l1.plasma_state import MAX_CHALLENGE_PERIOD, MIN_CHALLENGE_PERIOD
 from p2pchan.log import bind_process
+from p2pchan.net.plasma_wallets import DEFAULT_WITHHOLD_TIMEOUT
 from p2pchan.net.rpc_client import RpcClient
 from p2pchan.plasma.operator_server import OperatorConfig, open_operator
+from p2pchan.plasma.wallet_view import OUTPUT_STATUSES
 from p2pchan_cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_PENDING,
+    TimedOut,
     check_port_free,
     emit,
+    fail,
     global_options,
     l1_address,
     run,
     server_logging,
     settings,
 )
-from p2pchan_cli.params import AMOUNT, HOST_PORT, Command, HostPort
+from p2pchan_cli.node_commands import call_node
+from p2pchan_cli.params import AMOUNT, HEX_ID, HOST_PORT, Command, HostPort
+from p2pchan_cli.tables import plasma_exit_table, plasma_exits_table, plasma_utxo_table
+from p2pchan_cli.views import plasma_balance_view, plasma_send_view, plasma_status_view
 
 log = structlog.get_logger("p2pchan.cli")
 
 
 @click.group()
 def plasma() -> None:
-    """Plasma child chains on the same layer 1: the operator process and its dev attacks."""
+    """Plasma child chains on the same layer 1: the operator process, its dev attacks, and
+    the node as the user's wallet and watcher."""
 
 
 plasma.command_class = Command
@@ -216,3 +229,193 @@ def double_spend(ctx: click.Context, utxo_pos: int) -> None:
     """
     params = {"attack": "double-spend", "utxo_pos": utxo_pos}
     emit(ctx, run(ctx, lambda: _call_operator(ctx, "plasma_attack", params)))
+
+
+# -- the user's side, through the node ----------------------------------------------------------
+
+_CHAIN = click.option(
+    "--chain",
+    "plasma_id",
+    type=HEX_ID,
+    default=None,
+    metavar="PLASMA_ID",
+    help="The child chain (needed only when the node joined several).",
+)
+
+
+async def _call_wallet(
+    ctx: click.Context, method: str, plasma_id: str | None, params: dict[str, Any]
+) -> Any:
+    chosen = {} if plasma_id is None else {"plasma_id": plasma_id}
+    return await call_node(ctx, method, {**params, **chosen})
+
+
+@plasma.command()
+@global_options
+@click.argument("address", metavar="HOST:PORT", type=HOST_PORT)
+@click.option(
+    "--withhold-timeout",
+    type=click.IntRange(min=1),
+    default=DEFAULT_WITHHOLD_TIMEOUT,
+    show_default=True,
+    help="Layer-1 blocks a committed block may stay unserved before the node exits "
+    "everything (below the chain's challenge period).",
+)
+@click.pass_context
+def join(ctx: click.Context, address: HostPort, withhold_timeout: int) -> None:
+    """Join the child chain of the operator at HOST:PORT; waits until the node's watcher
+    caught up with it. Prints the plasma id.
+
+    \b
+    Example:
+      p2pchan plasma join 127.0.0.1:7800
+    """
+    params = {"host": address.host, "port": address.port, "withhold_timeout": withhold_timeout}
+    result = run(ctx, lambda: call_node(ctx, "plasma_join", params))
+    emit(ctx, result, lambda _width: plasma_status_view(result))
+
+
+@plasma.command("deposit")
+@global_options
+@_CHAIN
+@click.argument("amount", metavar="AMOUNT", type=AMOUNT)
+@click.pass_context
+def deposit_command(ctx: click.Context, plasma_id: str | None, amount: int) -> None:
+    """Move AMOUNT from the node's layer-1 account into the child chain; prints the new
+    output's position (utxo_pos).
+
+    \b
+    Example:
+      p2pchan plasma deposit 500
+    """
+    result = run(ctx, lambda: _call_wallet(ctx, "plasma_deposit", plasma_id, {"amount": amount}))
+    emit(ctx, result, lambda _width: f"deposited {result['amount']}: output {result['utxo_pos']}")
+
+
+@plasma.command("send", epilog=EXIT_CODES_HELP)
+@global_options
+@_CHAIN
+@click.argument("node_id", metavar="NODE_ID", type=HEX_ID)
+@click.argument("amount", metavar="AMOUNT", type=AMOUNT)
+@click.option("--no-wait", is_flag=True, help="Return once the operator admitted it.")
+@click.pass_context
+def send_command(
+    ctx: click.Context, plasma_id: str | None, node_id: str, amount: int, no_wait: bool
+) -> None:
+    """Pay NODE_ID on the child chain from spendable outputs; waits until the payment's block
+    is on layer 1, checked and confirmed (then the payee can spend it).
+
+    \b
+    Example:
+      p2pchan plasma send $BOB 120
+    """
+    params = {"node_id": node_id, "amount": amount, "wait": not no_wait}
+    try:
+        result = run(ctx, lambda: _call_wallet(ctx, "plasma_send", plasma_id, params))
+    except TimedOut as timed_out:
+        fail(
+            f"{timed_out}; the payment may still be confirmed: see `p2pchan plasma utxos`",
+            EXIT_PENDING,
+        )
+    emit(ctx, result, lambda _width: plasma_send_view(result))
+
+
+@plasma.command()
+@global_options
+@_CHAIN
+@click.option("--status", type=click.Choice(OUTPUT_STATUSES), help="Only outputs in this state.")
+@click.pass_context
+def utxos(ctx: click.Context, plasma_id: str | None, status: str | None) -> None:
+    """The node's outputs on the child chain, and what each is now.
+
+    \b
+    Example:
+      p2pchan plasma utxos --status spendable
+    """
+    params = {} if status is None else {"status": status}
+    listed = run(ctx, lambda: _call_wallet(ctx, "plasma_utxos", plasma_id, params))
+    emit(ctx, listed, lambda width: plasma_utxo_table(listed, width))
+
+
+@plasma.command()
+@global_options
+@_CHAIN
+@click.pass_context
+def balance(ctx: click.Context, plasma_id: str | None) -> None:
+    """What the node holds on the child chain: spendable, pending, exiting (and exited).
+
+    \b
+    Example:
+      p2pchan plasma balance --json
+    """
+    result = run(ctx, lambda: _call_wallet(ctx, "plasma_balance", plasma_id, {}))
+    emit(ctx, result, lambda _width: plasma_balance_view(result))
+
+
+@plasma.command("exit")
+@global_options
+@_CHAIN
+@click.argument("utxo_pos", metavar="[UTXO_POS]", type=AMOUNT, required=False)
+@click.option("--all", "every", is_flag=True, help="Exit every spendable output.")
+@click.option("--no-wait", is_flag=True, help="Return before layer 1 queued the exits.")
+@click.option(
+    "--cheat",
+    is_flag=True,
+    help="On a --dev node only: exit UTXO_POS although it is spent (its bond is lost to "
+    "whoever challenges it).",
+)
+@click.pass_context
+def exit_command(
+    ctx: click.Context,
+    plasma_id: str | None,
+    utxo_pos: int | None,
+    every: bool,
+    no_wait: bool,
+    cheat: bool,
+) -> None:
+    """Leave the child chain with UTXO_POS (or --all): starts its exit on layer 1, with the
+    chain's bond; it is paid after the challenge period (`plasma exits`).
+
+    \b
+    Example:
+      p2pchan plasma exit --all
+    """
+    if (utxo_pos is None) == (not every):
+        raise click.UsageError("give UTXO_POS or --all", ctx)
+    if cheat and utxo_pos is None:
+        raise click.UsageError("--cheat needs UTXO_POS", ctx)
+    params: dict[str, Any] = {"wait": not no_wait, "cheat": cheat}
+    params.update({"all": True} if every else {"utxo_pos": utxo_pos})
+    listed = run(ctx, lambda: _call_wallet(ctx, "plasma_exit", plasma_id, params))
+    emit(ctx, listed, lambda width: plasma_exit_table(listed, width))
+
+
+@plasma.command()
+@global_options
+@_CHAIN
+@click.pass_context
+def exits(ctx: click.Context, plasma_id: str | None) -> None:
+    """Every exit of the child chain, in the order layer 1 pays them.
+
+    \b
+    Example:
+      p2pchan plasma exits
+    """
+    listed = run(ctx, lambda: _call_wallet(ctx, "plasma_exits", plasma_id, {}))
+    emit(ctx, listed, lambda width: plasma_exits_table(listed, width))
+
+
+@plasma.command()
+@global_options
+@_CHAIN
+@click.pass_context
+def status(ctx: click.Context, plasma_id: str | None) -> None:
+    """The node's view of the child chain: the last block it checked, and whether the chain
+    is good (if not, why: the node exited everything and uses it no more).
+
+    \b
+    Example:
+      p2pchan plasma status
+    """
+    result = run(ctx, lambda: _call_wallet(ctx, "plasma_status", plasma_id, {}))
+    emit(ctx, result, lambda _width: plasma_status_view(result))

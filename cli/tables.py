@@ -124,3 +124,72 @@ def invoice_table(invoices: Rows, width: int) -> str:
         for i in invoices
     ]
     return render_table(columns, rows, width)
+
+
+def plasma_utxo_table(outputs: Rows, width: int) -> str:
+    if not outputs:
+        return "no outputs"
+    columns = [
+        Column("utxo pos", numeric=True),
+        Column("amount", numeric=True),
+        Column("block", numeric=True, drop=1),
+        Column("status"),
+    ]
+    rows = [
+        [
+            text_of(o.get("utxo_pos")),
+            text_of(o.get("amount")),
+            text_of(o.get("block")),
+            text_of(o.get("status")),
+        ]
+        for o in outputs
+    ]
+    return render_table(columns, rows, width)
+
+
+def plasma_exit_table(exits: Rows, width: int) -> str:
+    """The exits `plasma exit` started (or asked for: no `exitable at` yet)."""
+    if not exits:
+        return "nothing to exit"
+    columns = [
+        Column("utxo pos", numeric=True),
+        Column("amount", numeric=True),
+        Column("exitable at", numeric=True),
+        Column("status", drop=1),
+    ]
+    rows = [
+        [
+            text_of(e.get("utxo_pos")),
+            text_of(e.get("amount")),
+            text_of(e.get("exitable_at")),
+            text_of(e.get("status")),
+        ]
+        for e in exits
+    ]
+    return render_table(columns, rows, width)
+
+
+def plasma_exits_table(exits: Rows, width: int) -> str:
+    """Every exit of the chain, ours marked, in the order layer 1 pays them."""
+    if not exits:
+        return "no exits"
+    columns = [
+        Column("utxo pos", numeric=True),
+        Column("owner", drop=1),
+        Column("amount", numeric=True),
+        Column("exitable at", numeric=True),
+        Column("status"),
+        Column("paid", numeric=True, drop=2),
+    ]
+    rows = [
+        [
+            text_of(e.get("utxo_pos")),
+            "us" if e.get("ours") else short_id(e.get("owner")),
+            text_of(e.get("amount")),
+            text_of(e.get("exitable_at")),
+            text_of(e.get("status")),
+            text_of(e.get("paid")),
+        ]
+        for e in exits
+    ]
+    return render_table(columns, rows, width)

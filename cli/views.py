@@ -17,6 +17,7 @@ from p2pchan_cli.render import (
     milliseconds,
     relative_time,
     route_text,
+    short_id,
     text_of,
     utc_time,
 )
@@ -118,8 +119,21 @@ def decoded_invoice_view(invoice: Mapping[str, Any], now_ms: int) -> str:
             ("created", utc_time(invoice.get("created_ms"))),
             ("expires", when),
             ("final lock", f"at least {text_of(invoice.get('min_final_lock_timeout'))} blocks"),
-            ("route hints", text_of(hints) if hints else "none"),
+            ("route hints", _hints_text(hints)),
         ]
+    )
+
+
+def _hints_text(hints: Any) -> str:
+    """`via 8384c9a4…1c93f3 (1+100ppm), ...`: the nodes the payee can be reached from."""
+    if not isinstance(hints, list) or not hints:
+        return "none"
+    return ", ".join(
+        f"via {short_id(h.get('node_id'))} ({text_of(h.get('fee_base'))}+"
+        f"{text_of(h.get('fee_ppm'))}ppm)"
+        if isinstance(h, Mapping)
+        else text_of(h)
+        for h in hints
     )
 
 
@@ -173,3 +187,42 @@ L1_LABELS = {
 def l1_view(document: Mapping[str, Any]) -> str:
     """`l1 status`, `balance`, `faucet`, `mine`: every field, under its label."""
     return key_values(document_rows(document, L1_LABELS))
+
+
+def plasma_status_view(status: Mapping[str, Any]) -> str:
+    """`plasma status` and `plasma join`: the chain, the node's view of it, its health."""
+    health = "good" if status.get("chain_ok") else f"BAD — {text_of(status.get('reason'))}"
+    synced = "caught up" if status.get("caught_up") else "catching up with layer 1"
+    operator = text_of(status.get("address"))
+    if status.get("operator_connected") is False:
+        operator += " (not connected)"
+    return key_values(
+        [
+            ("plasma id", text_of(status.get("plasma_id"))),
+            ("operator", text_of(status.get("operator"))),
+            ("address", operator),
+            ("chain", health),
+            ("checked", f"block {text_of(status.get('block'))}, {synced}"),
+            ("layer 1", f"block {text_of(status.get('l1_height'))}"),
+            ("challenge", f"{text_of(status.get('challenge_period'))} blocks"),
+            ("exit bond", text_of(status.get("exit_bond"))),
+            ("withhold", f"{text_of(status.get('withhold_timeout'))} blocks"),
+        ]
+    )
+
+
+def plasma_send_view(result: Mapping[str, Any]) -> str:
+    return key_values(
+        [
+            ("status", text_of(result.get("status"))),
+            ("tx hash", text_of(result.get("tx_hash"))),
+            ("block", text_of(result.get("block"))),
+            ("to", text_of(result.get("to"))),
+            ("amount", text_of(result.get("amount"))),
+        ]
+    )
+
+
+def plasma_balance_view(result: Mapping[str, Any]) -> str:
+    labels = ("spendable", "pending", "exiting", "exited")
+    return key_values((label, text_of(result.get(label))) for label in labels)

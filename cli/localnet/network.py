@@ -11,7 +11,7 @@ by `PARALLEL`, since a network of 100 nodes started one by one takes minutes.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from p2pchan.l1.client import L1Client
 from p2pchan.net.rpc import METHOD_NOT_FOUND
 from p2pchan.net.rpc_client import RpcClient, RpcError
 from p2pchan.types import Address
+from p2pchan_cli.localnet.gossip import lagging_channels
 from p2pchan_cli.localnet.supervisor import Tracked, free_ports, poll_until
 from p2pchan_cli.localnet.topology import ChannelSpec, FeePolicy, Topology
 from p2pchan_cli.processes import ChildProcess, l1_process, node_process
@@ -181,8 +182,8 @@ class Network:
         """Each direction's fee policy (the channel's, else its node's default) through the
         node's `setfees`; a note instead where the node has no such method yet."""
         for channel in self.topology.channels:
-            for alias, fees in ((channel.a, channel.fees_a), (channel.b, channel.fees_b)):
-                policy = fees or self.topology.node(alias).fees
+            for alias in (channel.a, channel.b):
+                policy = self.topology.fee_policy(channel, alias)
                 if policy is None:
                     continue
                 if not await self._set_fees(alias, self.channel_ids[channel.ends], policy):
@@ -204,13 +205,21 @@ class Network:
         return True
 
     async def wait_for_gossip(self, progress: Progress = _quiet) -> None:
-        """Until every node's `graph` holds every channel of the topology; a note instead
-        where the nodes serve no `graph` yet (gossip not wired)."""
-        expected = len(self.topology.channels)
+        """Until every node's `graph` holds every channel of the topology with the fees it
+        sets (`gossip.lagging_channels`); a note instead where the nodes serve no `graph`."""
+        node_ids = {alias: node.node_id for alias, node in self.nodes.items()}
+        lagging: list[str] = []
         try:
             with trio.fail_after(GOSSIP_TIMEOUT):
                 for node in self.nodes.values():
-                    await poll_until(_graph_holds(node, expected), POLL_INTERVAL)
+
+                    async def converged(node: NodeHandle = node) -> bool:
+                        nonlocal lagging
+                        graph = await node.call("graph")
+                        lagging = lagging_channels(graph, self.topology, node_ids)
+                        return not lagging
+
+                    await poll_until(converged, POLL_INTERVAL)
         except RpcError as error:
             if error.rpc_code != METHOD_NOT_FOUND:
                 raise
@@ -219,8 +228,8 @@ class Network:
             return
         except trio.TooSlowError:
             raise UserError(
-                f"gossip did not converge within {GOSSIP_TIMEOUT:g} s "
-                f"(not every node's graph holds the {expected} channels)"
+                f"gossip did not converge within {GOSSIP_TIMEOUT:g} s ({len(lagging)} channels "
+                f"not yet known as the topology has them, such as {', '.join(lagging[:3])})"
             ) from None
         progress("gossip converged")
 
@@ -278,13 +287,6 @@ async def _until_connected(node: NodeHandle, peer_id: str) -> None:
         return any(peer["node_id"] == peer_id and peer["connected"] for peer in peers)
 
     await poll_until(connected, POLL_INTERVAL)
-
-
-def _graph_holds(node: NodeHandle, expected: int) -> Callable[[], Awaitable[bool]]:
-    async def holds() -> bool:
-        return len((await node.call("graph")).get("channels", [])) >= expected
-
-    return holds
 
 
 async def _in_parallel(jobs: Sequence[Callable[[], Any]], limit: int = PARALLEL) -> None:

@@ -20,7 +20,7 @@ The two formats hold the same document (TOML for hand-written files, JSON for ge
     b = "bob"
     deposit_a = 1_000_000
     deposit_b = 500_000       # optional, 0 by default
-    settle_timeout = 40       # optional
+    settle_timeout = 50       # optional (below 50 it carries only direct payments)
     fees_a = {base = 1, ppm = 100}   # optional: what `a` charges to forward over this channel
 """
 
@@ -34,12 +34,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from p2pchan.core.timing import PAYER_LOCK_TIMEOUT
 from p2pchan.errors import UserError
 from p2pchan.net.misbehave import Misbehave
 from p2pchan.types import U64_MAX
 
 MIN_SETTLE_TIMEOUT = 20  # the contract's minimum, and 2 x the default reveal timeout
-DEFAULT_SETTLE_TIMEOUT = 40
+DEFAULT_SETTLE_TIMEOUT = PAYER_LOCK_TIMEOUT  # a hop forwards no lock past the settle window:
+# a channel needs settle_timeout >= the payer's lock timeout (50) to carry multi-hop payments
 DEFAULT_BLOCK_TIME = 0.5
 DEFAULT_FUNDS = 10_000_000
 MAX_NODES = 500
@@ -117,6 +119,12 @@ class Topology:
 
     def adjacent(self, first: str, second: str) -> bool:
         return any(c.ends == {first, second} for c in self.channels)
+
+    def fee_policy(self, channel: ChannelSpec, alias: str) -> FeePolicy | None:
+        """What `alias` charges to forward over `channel`: the channel's policy for its side,
+        else the node's default; None leaves the node's own default (`node start`)."""
+        own = channel.fees_a if alias == channel.a else channel.fees_b
+        return own if own is not None else self.node(alias).fees
 
     def to_document(self) -> dict[str, Any]:
         """The JSON document `parse_topology` reads back into an equal topology."""

@@ -8,11 +8,14 @@ arrive inside the inputs: the core reads no clock, draws no random number and do
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from p2pchan.core.gossip.state import FeePolicy
 from p2pchan.core.invoice import Invoice
 from p2pchan.l1.events import Event
 from p2pchan.types import Address, ChannelId, Secret
 from p2pchan.wire.channel_messages import ChannelMessage
+from p2pchan.wire.gossip_messages import GossipMessage
 
 # -- peers ------------------------------------------------------------------------------------
 
@@ -36,6 +39,23 @@ class ReceiveChannelMessages:
     peer: Address
     channel_id: ChannelId
     messages: tuple[ChannelMessage, ...]
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveGossip:
+    peer: Address
+    message: GossipMessage
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveHop:
+    """What mediators decided about this channel while handling others (`outputs.SendHop`),
+    fed back after those steps were durable: `events` in order."""
+
+    channel_id: ChannelId
+    events: tuple[Any, ...]
     now_ms: int
 
 
@@ -85,6 +105,25 @@ class ActionTrackChannel:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionSetFees:
+    """`setfees`: our forwarding policy over these channels (None: all of ours, and the
+    default for new ones)."""
+
+    policy: FeePolicy
+    channel_ids: tuple[ChannelId, ...] | None
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionAnnounceNode:
+    """Our alias and addresses, for our node announcement (at start)."""
+
+    alias: str
+    addresses: tuple[str, ...]
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ActionCloseCooperatively:
     channel_id: ChannelId
 
@@ -117,6 +156,7 @@ class ContractReceiveBlock:
     settled: dict[ChannelId, SettledNonces]
     now_ms: int
     checkpoint: bool = True
+    view_only: bool = False  # processed before: replayed only for the view of layer 1 (gossip)
 
 
 # -- the clock --------------------------------------------------------------------------------
@@ -125,7 +165,16 @@ class ContractReceiveBlock:
 @dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed: payments waiting are admitted to their channels (those that arrived since
-    the last tick share one update), and those that waited too long for a slot give up."""
+    the last tick share one update), those that waited too long for a slot give up, and gossip
+    accepted since the last tick goes out."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """The node restarted and caught up with layer 1: forwards whose outgoing lock was never
+    signed fail upstream; our channels' gossip is offered again."""
 
     now_ms: int
 
@@ -134,6 +183,10 @@ Input = (
     ReceivePeerConnected
     | ReceivePeerDisconnected
     | ReceiveChannelMessages
+    | ReceiveGossip
+    | ReceiveHop
+    | ActionSetFees
+    | ActionAnnounceNode
     | ActionSend
     | ActionPay
     | ActionCreateInvoice
@@ -142,4 +195,5 @@ Input = (
     | ActionForceClose
     | ContractReceiveBlock
     | Tick
+    | Resume
 )

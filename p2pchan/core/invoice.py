@@ -6,6 +6,11 @@ min_final_lock_timeout, description, route_hints), signed by the payee with the 
 chain id binds it to one network. Decoding checks everything and raises `UserError` saying
 what is wrong: `parse_invoice` the format and signature (a batch file is checked so before the
 node is asked), `decode_invoice` the chain too.
+
+`route_hints` is the msgpack array of at most three hints `[node_id, channel_id, fee_base,
+fee_ppm]`: channels over which the payee can be reached (their other end, and what that end
+charges to forward towards the payee). A payer whose graph lacks the payee's channels (gossip
+has not reached it yet) routes over them, once its own view of layer 1 shows them open.
 """
 
 from __future__ import annotations
@@ -17,15 +22,35 @@ from dataclasses import dataclass
 from p2pchan.crypto.keys import Identity
 from p2pchan.crypto.signing import SigningTag, is_valid
 from p2pchan.errors import RemoteProtocolError, UserError
-from p2pchan.types import Address, ChainId, SecretHash
+from p2pchan.types import Address, ChainId, ChannelId, SecretHash
 from p2pchan.wire.codec import pack, unpack
-from p2pchan.wire.fields import BYTES32, SIGNATURE, U32, U64, Bytes, Text
-from p2pchan.wire.records import Record, wire
+from p2pchan.wire.fields import BYTES32, SIGNATURE, U32, U64, Bytes, ListOf, Text
+from p2pchan.wire.records import Nested, Record, wire
 
 PREFIX = "p2pc1"
 MAX_INVOICE_BYTES = 2048
 MAX_INVOICE_TEXT = (MAX_INVOICE_BYTES + 128) * 8 // 5 + 8  # base32 of the largest envelope
 DEFAULT_EXPIRY_SECONDS = 3600
+MAX_ROUTE_HINTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RouteHint(Record):
+    """The payee can be reached from `node_id` over `channel_id`, for these fees."""
+
+    node_id: Address = wire(BYTES32)
+    channel_id: ChannelId = wire(BYTES32)
+    fee_base: int = wire(U64)
+    fee_ppm: int = wire(U32)
+
+
+@dataclass(frozen=True, slots=True)
+class _Hints(Record):
+    hints: tuple[RouteHint, ...] = wire(ListOf(Nested(RouteHint), MAX_ROUTE_HINTS))
+
+
+def encode_route_hints(hints: tuple[RouteHint, ...]) -> bytes:
+    return pack(_Hints(hints[:MAX_ROUTE_HINTS]).to_wire()) if hints else b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +63,19 @@ class Invoice(Record):
     expiry_seconds: int = wire(U32)
     min_final_lock_timeout: int = wire(U32)
     description: str = wire(Text(640))
-    route_hints: bytes = wire(Bytes(max_size=512))  # reserved for routing (empty for now)
+    route_hints: bytes = wire(Bytes(max_size=512))  # `encode_route_hints` (empty: none)
 
     def expires_at_ms(self) -> int:
         return self.timestamp_ms + self.expiry_seconds * 1000
 
     def is_expired(self, now_ms: int) -> bool:
         return now_ms >= self.expires_at_ms()
+
+    def hints(self) -> tuple[RouteHint, ...]:
+        """The route hints (checked when the invoice was parsed)."""
+        if not self.route_hints:
+            return ()
+        return _Hints.from_wire(unpack(self.route_hints, max_len=512), "route_hints").hints
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +116,10 @@ def parse_invoice(text: str) -> Invoice:
         ) from None
     if not is_valid(invoice.payee, SigningTag.INVOICE, envelope.data, envelope.signature):
         raise UserError("the invoice is not signed by its payee (altered after it was made?)")
+    try:
+        invoice.hints()
+    except (ValueError, RemoteProtocolError):
+        raise UserError("malformed invoice: its route hints do not decode") from None
     return invoice
 
 

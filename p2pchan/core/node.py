@@ -2,11 +2,14 @@
 
 Every input (`core.inputs`) goes through one table to the handler that routes it to the machines
 that own it: the channel machine (`core.channel.machine`) for everything about one channel, the
-payer and payee machines (`core.payment`) for everything about one payment. A channel reports
-what happened to locks; the payment machines decide what follows (claim, fail, succeed), and
-their decisions go back into the channel within the same transition: nothing internal leaves
-the core. Outputs (`core.outputs`) are what the shell must do, in order, once the `Persist*`
-ones are written: a step is durable before anything it promises goes out.
+payer, payee and mediator machines (`core.payment`, through `payment.router`) for everything
+about one payment, the gossip machine (through `core.network`) for the graph. A channel reports
+what happened to locks; the payment machines decide what follows (claim, fail, forward,
+succeed). Their decisions about that channel go back into it within the same transition; a
+mediator's decisions about another channel leave as `SendHop`, which the shell feeds back as
+`ReceiveHop` once the step is durable (persist before forward). Outputs (`core.outputs`) are
+what the shell must do, in order, once the `Persist*` ones are written: a step is durable
+before anything it promises goes out.
 
 Pure: no IO, no clock, no randomness (time and fresh secrets come inside the inputs). The
 state's tables are updated in place (see `core.state`); a handler that refuses an input raises
@@ -18,60 +21,63 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from p2pchan.core import network
 from p2pchan.core.channel import machine
 from p2pchan.core.channel import send as channel_send
 from p2pchan.core.channel.events import (
     ChannelOutput,
-    Fault,
     IncomingLocks,
-    IncomingRemoved,
-    IncomingUnlocked,
-    OutgoingRemoved,
     OutgoingSettled,
     SecretLearned,
     Send,
-    SettleAnswered,
 )
 from p2pchan.core.channel.state import Channel, ChannelStatus
 from p2pchan.core.inputs import (
+    ActionAnnounceNode,
     ActionCloseCooperatively,
     ActionCreateInvoice,
     ActionForceClose,
     ActionPay,
     ActionSend,
+    ActionSetFees,
     ActionTrackChannel,
     ContractReceiveBlock,
     Input,
     ReceiveChannelMessages,
+    ReceiveGossip,
+    ReceiveHop,
     ReceivePeerConnected,
     ReceivePeerDisconnected,
+    Resume,
     Tick,
 )
-from p2pchan.core.invoice import Invoice, encode_invoice
+from p2pchan.core.invoice import Invoice, encode_invoice, encode_route_hints
 from p2pchan.core.outputs import (
     NotifyFault,
     NotifyInvoiceCreated,
     NotifyPaymentAdmitted,
     NotifyRefused,
-    NotifySettleResponse,
     Output,
     PersistChannel,
     PersistInvoice,
+    PersistOnionsExpired,
     PersistProcessedBlock,
     PersistSecret,
     SendMessage,
 )
-from p2pchan.core.payment import payee, payer
+from p2pchan.core.payment import mediator, payer, router, routes
 from p2pchan.core.payment.records import InvoiceRecord
-from p2pchan.core.payment.state import OpenInvoice, PayeeStatus
+from p2pchan.core.payment.state import ForwardStatus, OpenInvoice
 from p2pchan.core.state import NodeState
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import UserError
 from p2pchan.l1.events import ChannelOpened, ChannelSettled, SecretRegistered
-from p2pchan.types import Address, ChannelId, SecretHash
+from p2pchan.types import Address, ChannelId, Secret, SecretHash
 from p2pchan.wire.channel_messages import ChannelSync, LockedTransfer, Refused
+from p2pchan.wire.locks import HeldLock
 
 UNKNOWN_CHANNEL_POINTS = 10  # a message about a channel the peer has no part in
+ONION_PRUNE_BLOCKS = 16  # how often the replay tags of expired onions are forgotten
 
 
 def transition(state: NodeState, event: Input) -> tuple[NodeState, list[Output]]:
@@ -94,7 +100,7 @@ def _peer_connected(state: NodeState, event: ReceivePeerConnected) -> list[Outpu
     for channel in list(state.channels.values()):
         if channel.partner == event.peer and channel.status != ChannelStatus.SETTLED:
             outputs += _on_channel(state, channel.channel_id, [machine.SessionStarted()])
-    return outputs
+    return outputs + network.peer_connected(state, event.peer)
 
 
 def _peer_disconnected(state: NodeState, event: ReceivePeerDisconnected) -> list[Output]:
@@ -117,6 +123,24 @@ def _messages(state: NodeState, event: ReceiveChannelMessages) -> list[Output]:
         if isinstance(m, Refused)
     ]
     return notes + _on_channel(state, event.channel_id, event.messages)
+
+
+def _hop(state: NodeState, event: ReceiveHop) -> list[Output]:
+    """Mediators' decisions about this channel, taken while handling others: the new locks to
+    send go in one event (one pass over the channel's locks, one update)."""
+    locks: list[HeldLock] = []
+    events: list[object] = []
+    for decided in event.events:
+        if isinstance(decided, machine.QueueLocks):
+            locks += decided.locks
+        else:
+            events.append(decided)
+    if locks:
+        events.append(machine.QueueLocks(tuple(locks)))
+    if event.channel_id not in state.channels:
+        refusals = tuple((held.secrethash, "the channel is gone") for held in locks)
+        return mediator.refused(state, refusals)
+    return _on_channel(state, event.channel_id, events)
 
 
 # -- the user ------------------------------------------------------------------------------------
@@ -161,6 +185,7 @@ def _pay(state: NodeState, event: ActionPay) -> list[Output]:
         payload_secret=None,
         known_secret=None,
         min_lock_timeout=invoice.min_final_lock_timeout,
+        hints=invoice.hints(),
     )
 
 
@@ -177,7 +202,7 @@ def _create_invoice(state: NodeState, event: ActionCreateInvoice) -> list[Output
         event.expiry_seconds,
         state.config.reveal_timeout + 1,
         event.description,
-        b"",
+        encode_route_hints(routes.invoice_hints(state)),
     )
     encoded = encode_invoice(state.identity, invoice)
     record = InvoiceRecord(
@@ -229,10 +254,13 @@ def _known_channel(state: NodeState, channel_id: ChannelId) -> Channel:
 
 
 def _block(state: NodeState, event: ContractReceiveBlock) -> list[Output]:
-    """One block's contract events for every channel they touch, then the new height for every
-    channel with something left to do."""
+    """One block: first what gossip knows of layer 1 (every channel on it), then the block's
+    contract events for every channel of ours they touch, then the new height for every channel
+    with something left to do; our channels that became usable are announced."""
+    outputs = network.block(state, event)
+    if event.view_only:
+        return outputs  # a block processed before, replayed for the chain view alone
     state.height = event.height
-    outputs: list[Output] = []
     for happened in event.events:
         if isinstance(happened, SecretRegistered):
             state.registered.setdefault(happened.secrethash, happened.block)
@@ -244,9 +272,21 @@ def _block(state: NodeState, event: ContractReceiveBlock) -> list[Output]:
     for channel_id, channel in list(state.channels.items()):
         if channel.status != ChannelStatus.SETTLED or channel.settled_unlocks:
             outputs += _on_channel(state, channel_id, [machine.BlockPassed()])
+    outputs += network.announce_usable(state)
+    outputs += _forget_expired_onions(state)
     if event.checkpoint:
         outputs.append(PersistProcessedBlock(event.height))
     return outputs
+
+
+def _forget_expired_onions(state: NodeState) -> list[Output]:
+    seen = state.payments.seen_onions
+    if state.height % ONION_PRUNE_BLOCKS or not seen:
+        return []
+    expired = [tag for tag, expiration in seen.items() if expiration < state.height]
+    for tag in expired:
+        del seen[tag]
+    return [PersistOnionsExpired(state.height)] if expired else []
 
 
 def _channel_opened(state: NodeState, event: ChannelOpened) -> list[Output]:
@@ -289,12 +329,24 @@ def _chain_event(state: NodeState, block: ContractReceiveBlock, happened: Any) -
 
 def _tick(state: NodeState, event: Tick) -> list[Output]:
     """Admit the payments waiting for each channel (those started since the last tick, and
-    those waiting for a lock slot), and give up on those that waited too long."""
+    those waiting for a lock slot), give up on those that waited too long, and send the gossip
+    accepted since the last tick."""
     outputs = payer.expire_waiting(state)
     for channel_id in list(state.payments.waiting):
         if channel_id in state.channels:
             outputs += _on_channel(state, channel_id, [], admission=True)
-    return outputs
+    return outputs + network.tick(state, event.now_ms)
+
+
+def _resume(state: NodeState, event: Resume) -> list[Output]:
+    """After a restart: a forward whose outgoing lock was never signed fails upstream now
+    (nothing was promised downstream); our usable channels are offered to gossip again."""
+    never_sent = tuple(
+        (secrethash, "the node restarted before forwarding")
+        for secrethash, forward in state.payments.forwards.items()
+        if forward.status == ForwardStatus.OFFERED
+    )
+    return mediator.refused(state, never_sent) + network.announce_usable(state)
 
 
 # -- one channel's step --------------------------------------------------------------------------
@@ -333,39 +385,35 @@ def _absorb(
     state: NodeState, channel: Channel, reported: list[ChannelOutput], outputs: list[Output]
 ) -> Channel:
     """Turn what a channel reported into the node's outputs, and into the payment machines'
-    decisions (which may add messages on the same channel)."""
+    decisions: those about this channel (claim, fail, unlock) are applied at once and what they
+    report is absorbed in turn; those about other channels go out as `SendHop`."""
     partner = channel.partner
+    context = machine.Context(state.identity, state.height, state.registered)
     queue = list(reported)
-    while queue:
-        event = queue.pop(0)
-        if isinstance(event, Send):
-            outputs.append(SendMessage(partner, event.message))
-        elif isinstance(event, Fault):
-            outputs.append(NotifyFault(partner, event.points, event.reason, event.budgeted))
-        elif isinstance(event, SettleAnswered):
-            outputs.append(NotifySettleResponse(channel.channel_id, event.refusal))
-        elif isinstance(event, IncomingLocks):
-            channel, messages, records = payee.on_incoming_locks(state, channel, event.locks)
-            outputs += records
-            queue += messages
-        elif isinstance(event, IncomingUnlocked):
-            for held in event.locks:
-                outputs += payee.finished(state, held.secrethash, PayeeStatus.SUCCEEDED)
-        elif isinstance(event, IncomingRemoved):
-            for secrethash in event.secrethashes:
-                reason = "lock removed unpaid"
-                outputs += payee.finished(state, secrethash, PayeeStatus.FAILED, reason)
-        elif isinstance(event, SecretLearned):
-            outputs += payer.succeeded(state, event.secrethash, event.secret)
-        elif isinstance(event, OutgoingSettled):
-            for secrethash in event.secrethashes:
-                outputs += payer.succeeded(state, secrethash, None)
-        elif isinstance(event, OutgoingRemoved):
-            for secrethash in event.secrethashes:
-                outputs += payer.failed(state, secrethash, event.reason)
-        else:
-            outputs.append(event)  # a layer-1 duty
-    return channel
+    unlocks: dict[SecretHash, Secret] = {}
+    while True:
+        here: list[object] = []
+        while queue:
+            event = queue.pop(0)
+            if isinstance(event, Send):
+                outputs.append(SendMessage(partner, event.message))
+            elif isinstance(event, SecretLearned):
+                outputs += router.secret_learned(state, event, unlocks)
+            elif isinstance(event, IncomingLocks):
+                here += router.incoming_locks(state, channel, event.locks, outputs)
+            elif isinstance(event, OutgoingSettled):
+                for secrethash in event.secrethashes:
+                    outputs += payer.succeeded(state, secrethash, None)
+            else:
+                outputs += router.lock_news(state, channel, event)
+        if unlocks:
+            here.append(machine.UnlockLocks(unlocks))
+            unlocks = {}
+        if not here:
+            return channel
+        for decided in here:
+            channel, more = machine.transition(channel, decided, context)
+            queue += more
 
 
 def _fill_window(
@@ -387,12 +435,18 @@ def _fill_window(
         outputs.append(SendMessage(channel.partner, update))
         if isinstance(update, LockedTransfer):
             outputs += payer.on_signed(state, update.locks)
+            if state.payments.forwards:
+                mediator.on_signed(state, update.locks)
 
 
 _HANDLERS: dict[type, Callable[[NodeState, Any], list[Output]]] = {
     ReceivePeerConnected: _peer_connected,
     ReceivePeerDisconnected: _peer_disconnected,
     ReceiveChannelMessages: _messages,
+    ReceiveGossip: network.received,
+    ReceiveHop: _hop,
+    ActionSetFees: network.set_fees,
+    ActionAnnounceNode: network.announce_node,
     ActionSend: _send,
     ActionPay: _pay,
     ActionCreateInvoice: _create_invoice,
@@ -401,4 +455,5 @@ _HANDLERS: dict[type, Callable[[NodeState, Any], list[Output]]] = {
     ActionForceClose: _force_close,
     ContractReceiveBlock: _block,
     Tick: _tick,
+    Resume: _resume,
 }

@@ -8,13 +8,21 @@ shell (an RPC call, the peer scores, the log). Nothing internal to the core is a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from p2pchan.core.channel.state import Channel
+from p2pchan.core.gossip import outputs as gossip_outputs
+from p2pchan.core.gossip.chain_view import ChainChannels
+from p2pchan.core.gossip.outputs import PersistGossip, SendGossip
 from p2pchan.core.payment.records import InvoiceRecord, PaymentOutcome, PaymentRecord
 from p2pchan.types import Address, ChannelId, Secret, SecretHash
 from p2pchan.wire.balance_proof import SignedBalanceProof
 from p2pchan.wire.channel_messages import ChannelMessage
+
+if TYPE_CHECKING:
+    from p2pchan.core.payment.state import Forward
 
 # -- to peers ----------------------------------------------------------------------------------
 
@@ -23,6 +31,20 @@ from p2pchan.wire.channel_messages import ChannelMessage
 class SendMessage:
     peer: Address
     message: ChannelMessage
+
+
+# `SendGossip` (from `core.gossip.outputs`): gossip for one peer, or for every peer online.
+
+
+@dataclass(frozen=True, slots=True)
+class SendHop:
+    """A mediator's decision about another channel than the one it handled (forward a lock,
+    claim or fail an incoming one): the shell feeds it back as `inputs.ReceiveHop` for
+    `channel_id` once this step is durable (DESIGN.md "Architecture"). Hops of many steps may
+    share one input, and so one outgoing update."""
+
+    channel_id: ChannelId
+    event: Any  # a `core.channel.machine` ClaimLocks, FailLocks or QueueLocks
 
 
 # -- to layer 1 -------------------------------------------------------------------------------
@@ -115,6 +137,48 @@ class PersistProcessedBlock:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class PersistForward:
+    """A forward in progress (new, or its secret learned)."""
+
+    forward: Forward
+
+
+@dataclass(frozen=True, slots=True)
+class PersistForwardDone:
+    """A forward ended: its stored state goes, its record (amount passed on, fee) is kept."""
+
+    record: PaymentRecord
+    outcome: PaymentOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class PersistOnion:
+    """An onion we peeled (its replay tag), kept until its lock's expiry."""
+
+    tag: bytes
+    expiration: int
+
+
+@dataclass(frozen=True, slots=True)
+class PersistOnionsExpired:
+    """Forget the onions of locks that expired before this height."""
+
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class PersistChainView:
+    """Channels of layer 1 whose record changed in a block (`view.channel(id)` is the new
+    record, None once settled), and the view's height, with that block's processing."""
+
+    view: ChainChannels
+    changed: tuple[ChannelId, ...]
+
+
+# `PersistGossip` (from `core.gossip.outputs`): the graph's rows one input changed.
+
+
 Persist = (
     PersistChannel
     | PersistPayment
@@ -122,6 +186,12 @@ Persist = (
     | PersistInvoice
     | PersistSecret
     | PersistProcessedBlock
+    | PersistForward
+    | PersistForwardDone
+    | PersistOnion
+    | PersistOnionsExpired
+    | PersistChainView
+    | PersistGossip
 )
 
 
@@ -184,6 +254,13 @@ class NotifyRefused:
     retryable: bool
 
 
+@dataclass(frozen=True, slots=True)
+class NotifyFeesSet:
+    """`setfees` took effect: the new signed update of each channel direction it changed."""
+
+    updates: tuple[Any, ...]  # `wire.gossip_messages.ChannelUpdate`
+
+
 Notify = (
     NotifyFault
     | NotifyPaymentAdmitted
@@ -191,6 +268,20 @@ Notify = (
     | NotifyInvoiceCreated
     | NotifySettleResponse
     | NotifyRefused
+    | NotifyFeesSet
 )
 
-Output = SendMessage | ContractSend | Persist | Notify
+Output = SendMessage | SendGossip | SendHop | ContractSend | Persist | Notify
+
+
+def from_gossip(outputs: Iterable[gossip_outputs.GossipOutput]) -> list[Output]:
+    """The gossip machine's outputs as the node's (its faults scored like any other)."""
+    converted: list[Output] = []
+    for output in outputs:
+        if isinstance(output, gossip_outputs.NotifyFault):
+            converted.append(
+                NotifyFault(Address(output.peer), output.points, output.reason, output.budgeted)
+            )
+        else:
+            converted.append(output)
+    return converted

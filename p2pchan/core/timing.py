@@ -5,7 +5,10 @@ channel's *window* is min(settle_timeout, max_lock_timeout): the furthest expiry
 for a new lock. A node uses no channel whose settle_timeout < 2 x reveal_timeout; a hop, the
 payee included, accepts a lock only if reveal_timeout < E - height <= window; a payer's lock
 expires `PAYER_LOCK_TIMEOUT` blocks ahead (capped by the window, raised to an invoice's
-minimum); a new lock that would expire within reveal_timeout blocks is not worth sending.
+minimum); a new lock that would expire within reveal_timeout blocks is not worth sending. A mediator
+forwards a lock only over a channel whose settle_timeout covers E - height, and unlocks its
+outgoing lock off-chain only while more than reveal_timeout blocks remain before E (later, the
+secret is registered on layer 1 first).
 """
 
 from __future__ import annotations
@@ -46,3 +49,16 @@ def too_late_to_send(expiration: int, height: int, reveal_timeout: int) -> bool:
 def too_close_to_claim(expiration: int, height: int, reveal_timeout: int) -> bool:
     """A hop claims or forwards a lock only while more than reveal_timeout blocks remain."""
     return expiration - height <= reveal_timeout
+
+
+def too_far_to_forward(expiration: int, height: int, settle_timeout: int) -> bool:
+    """A mediator forwards only if E - height <= the outgoing channel's settle_timeout: the
+    downstream partner could otherwise claim on chain after our own claim upstream is over."""
+    return expiration - height > settle_timeout
+
+
+def may_unlock_downstream(expiration: int, height: int, reveal_timeout: int) -> bool:
+    """A mediator that learned the secret pays its outgoing lock off-chain at once only while
+    more than reveal_timeout blocks remain; later it registers the secret first (its incoming
+    lock's claim duty does), and the outgoing lock is unlocked once layer 1 shows it."""
+    return expiration - height > reveal_timeout

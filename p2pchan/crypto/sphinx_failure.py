@@ -7,7 +7,7 @@ No hop on the way learns who pays or what failed, and the packet is `FAILURE_SIZ
 every link, so its size tells nothing either.
 
     sealed  = ChaCha20-Poly1305(key "failure_seal", nonce 0, no associated data,
-                                length (2, big-endian) || message || zero padding to 256)
+                                length (2, big-endian) || message || zero padding to 400)
     wrapped = sealed XOR ChaCha20 stream of key "failure_wrap"      (each hop back, i-1 .. 0)
 
 The seal already encrypts, so the failing hop does not wrap too (BOLT 4's failing hop must:
@@ -35,8 +35,8 @@ from p2pchan.crypto.sphinx import (
 )
 from p2pchan.errors import LocalProtocolError
 
-MAX_FAILURE_MESSAGE_SIZE = 256
-"""Room for a reason code, the failing channel and its signed channel_update."""
+MAX_FAILURE_MESSAGE_SIZE = 400
+"""Room for a reason code, the failing channel and its signed channel_update (~220 bytes)."""
 _LENGTH_SIZE = 2
 FAILURE_SIZE = _LENGTH_SIZE + MAX_FAILURE_MESSAGE_SIZE + MAC_SIZE
 _NONCE_12 = bytes(12)

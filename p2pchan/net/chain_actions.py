@@ -1,5 +1,6 @@
-"""Carrying out the core's layer-1 duties: register a secret, close, update, settle, unlock,
-settle cooperatively.
+"""Carrying out the node's layer-1 duties: register a secret, close, update, settle, unlock,
+settle cooperatively (the channels'), and start, challenge and finalize exits (the Plasma
+watchers', through `request_call`).
 
 Each duty is submitted once at a time (duplicates are skipped while one is under way), waits for
 its block, and is forgotten afterwards, so a duty the core still asks for on a later block (a
@@ -81,6 +82,13 @@ class ChainActions:
 
     def request(self, duty: ChainDuty) -> None:
         key, call = duty_call(duty)
+        self.request_call(key, call)
+
+    def under_way(self, key: str) -> bool:
+        return key in self._under_way
+
+    def request_call(self, key: str, call: Call) -> None:
+        """Submit `call` unless the duty named `key` (`kind:...`) is under way already."""
         if key in self._under_way or self._nursery is None:
             return
         self._under_way.add(key)

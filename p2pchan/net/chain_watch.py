@@ -1,10 +1,11 @@
 """The chain watcher: layer-1 blocks and contract events, in order, into the channels.
 
 It resumes after the last block the node processed (a fresh node starts from genesis, so a
-channel opened towards it before it ever ran is not missed) and reports itself started only once
-it has caught up with the head it saw when starting: after a restart the node reacts to
-everything that happened while it was down (a partner's close above all) before it talks to
-peers again. It resubscribes with backoff whenever layer 1 goes away.
+channel opened towards it before it ever ran is not missed; a node whose view of every layer-1
+channel, for gossip, is behind, replays the blocks it lacks for that view alone) and reports
+itself started only once it has caught up with the head it saw when starting: after a restart
+the node reacts to everything that happened while it was down (a partner's close above all)
+before it talks to peers again. It resubscribes with backoff whenever layer 1 goes away.
 
 Once a block is applied it logs, at info, what the block did to our channels: `channel_opened`,
 `channel_funded` (a deposit, ours or the partner's) and `channel_settled` (what we got back);
@@ -73,13 +74,21 @@ class ChainWatcher:
             started = True
         backoff = RETRY_INITIAL
         while True:
+            view = self.driver.state.chain_view.height
             try:
-                async with subscribe(self.host, self.port, self.processed + 1) as notices:
+                async with subscribe(
+                    self.host, self.port, min(self.processed, view) + 1
+                ) as notices:
                     self.connected = True
                     backoff = RETRY_INITIAL
                     async for notice in notices:
                         height = notice.header.height
                         if height <= self.processed:
+                            if height > self.driver.state.chain_view.height:
+                                replay = ContractReceiveBlock(
+                                    height, notice.events, {}, now_ms(), view_only=True
+                                )
+                                await self.driver.step([replay])
                             continue
                         checkpoint = (
                             bool(notice.events) or height % QUIET_BLOCKS_PER_CHECKPOINT == 0

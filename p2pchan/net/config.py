@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2pchan.core.channel.state import ChannelConfig
+from p2pchan.core.gossip.state import FeePolicy
 from p2pchan.net.misbehave import Misbehave
 from p2pchan.net.peers import PeerConfig
 
@@ -22,3 +23,4 @@ class NodeConfig:
     misbehave: frozenset[Misbehave] = frozenset()  # dev attack modes (refused without `dev`)
     peer: PeerConfig = field(default_factory=PeerConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
+    fee_policy: FeePolicy = field(default_factory=FeePolicy)  # for our channels, until setfees

@@ -8,7 +8,13 @@ policy: those are the core's.
 
 Payments arriving together share a step (`submit_payment`): one task drains them in batches,
 each ended by a `Tick` that admits them together, so a burst of `send`s costs one signature and
-one disk sync, their locks sharing one update.
+one disk sync, their locks sharing one update. A mediator's decisions about other channels
+(`SendHop`) are fed back the same way: gathered per channel, in steps of their own once the
+step that made them is durable, so forwards arriving in many updates leave in few.
+
+`run` ticks every `TICK_SECONDS` of trio's clock; each `Tick` carries the time `clock` reads
+(the wall clock in milliseconds in a node; a test may tie it to trio's virtual clock, so the
+core's timeouts play out in virtual time).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from typing import Any
 import structlog
 import trio
 
-from p2pchan.core.inputs import ActionPay, ActionSend, Input, Tick
+from p2pchan.core.gossip.outputs import PersistGossip, SendGossip
+from p2pchan.core.inputs import ActionPay, ActionSend, Input, ReceiveHop, Tick
 from p2pchan.core.node import transition
 from p2pchan.core.outputs import (
     ContractSend,
@@ -39,12 +46,18 @@ from p2pchan.core.outputs import (
     NotifyRefused,
     NotifySettleResponse,
     Output,
+    PersistChainView,
     PersistChannel,
+    PersistForward,
+    PersistForwardDone,
     PersistInvoice,
+    PersistOnion,
+    PersistOnionsExpired,
     PersistPayment,
     PersistPaymentOutcome,
     PersistProcessedBlock,
     PersistSecret,
+    SendHop,
     SendMessage,
 )
 from p2pchan.core.payment.records import PaymentOutcome, PaymentRecord, made_final
@@ -55,11 +68,13 @@ from p2pchan.net.misbehave import HONEST, Attacks
 from p2pchan.net.peer import PeerSession
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.storage.node_store import ChannelTables, StoreBatch
-from p2pchan.types import Address, ChannelId, SecretHash
+from p2pchan.types import Address, ChannelId, NodeId, SecretHash
 
 log = structlog.get_logger(__name__)
 
-TICK_SECONDS = 1.0  # how often payments waiting for a lock slot are checked for their timeout
+# How often payments waiting for a lock slot are checked for their timeout, and gossip accepted
+# since goes out (each hop of a flood waits up to this long).
+TICK_SECONDS = 0.1
 # New payments started in one step, at most: a step holds up every other (a few ms per 200).
 PAYMENTS_PER_STEP = 1000
 _CONTRACT_SENDS = frozenset(
@@ -80,6 +95,12 @@ _PERSISTED = frozenset(
         PersistInvoice,
         PersistSecret,
         PersistProcessedBlock,
+        PersistForward,
+        PersistForwardDone,
+        PersistOnion,
+        PersistOnionsExpired,
+        PersistChainView,
+        PersistGossip,
     }
 )
 
@@ -115,12 +136,14 @@ class Driver:
         actions: ChainActions,
         sessions: Callable[[Address], PeerSession | None],
         attacks: Attacks = HONEST,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.state = state
         self.database = database
         self.tables = ChannelTables()
         self.actions = actions
         self.attacks = attacks
+        self.clock = clock
         self._session_of = sessions
         self._lock = trio.Lock()
         self._changed = trio.Event()
@@ -133,6 +156,8 @@ class Driver:
         self._urgent = 0  # steps other than new payments waiting or running
         self._admission_due = False  # waiting payments may find free slots now
         self._urgent_done = trio.Event()
+        self._hops: dict[ChannelId, list[Any]] = {}  # decisions waiting to be fed back
+        self._hopping = False
         self._nursery: trio.Nursery | None = None
         self._logged = False
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -140,6 +165,8 @@ class Driver:
             NotifyPaymentAdmitted: self._admitted,
             NotifySettleResponse: self._settle_response,
             NotifyRefused: self._refused,
+            NotifyFault: self._fault,
+            SendHop: self._hop,
             **{duty: self._duty for duty in _CONTRACT_SENDS},
         }
 
@@ -150,7 +177,7 @@ class Driver:
             task_status.started()
             while True:
                 await trio.sleep(TICK_SECONDS)
-                await self.step([Tick(now_ms())])
+                await self.step([Tick(self.clock())])
 
     # -- the step ----------------------------------------------------------------------------
 
@@ -192,13 +219,13 @@ class Driver:
                 # One pass sorts the outputs, a few per payment, by type (measured on the hot
                 # path of `bench channel`: no isinstance chains, no second pass).
                 persist: list[Output] = []
-                sends: list[SendMessage] = []
+                sends: list[SendMessage | SendGossip] = []
                 notes: list[Any] = []
                 for output in outputs:
                     kind = type(output)
                     if kind in _PERSISTED:
                         persist.append(output)
-                    elif kind is SendMessage:
+                    elif kind is SendMessage or kind is SendGossip:
                         sends.append(output)  # type: ignore[arg-type]
                     else:
                         notes.append(output)
@@ -235,7 +262,7 @@ class Driver:
                 del self._queued[:PAYMENTS_PER_STEP]
                 self._admission_due = False
                 # The tick admits them together: their locks share the channel's next update.
-                await self.step([*batch, Tick(now_ms())], urgent=False)
+                await self.step([*batch, Tick(self.clock())], urgent=False)
         finally:
             # No checkpoint since the last check: nobody can have queued unseen.
             self._draining = False
@@ -294,9 +321,37 @@ class Driver:
     def _duty(self, duty: ContractSend) -> None:
         self.actions.request(duty)
 
-    async def _send(self, sends: list[SendMessage]) -> None:
+    def _fault(self, note: NotifyFault) -> None:
+        session = self._session_of(note.peer)
+        if session is not None:
+            session.fault(note.points, note.reason, budgeted=note.budgeted)
+
+    def _hop(self, hop: SendHop) -> None:
+        """A decision about another channel: fed back once this step is durable (it is now)."""
+        self._hops.setdefault(hop.channel_id, []).append(hop.event)
+        if not self._hopping and self._nursery is not None:
+            self._hopping = True
+            self._nursery.start_soon(self._feed_hops)
+
+    async def _feed_hops(self) -> None:
+        """Every channel's waiting decisions, one input each, in one step (many forwards
+        arriving in separate updates leave in one)."""
+        try:
+            while self._hops:
+                hops, self._hops = self._hops, {}
+                now = self.clock()
+                await self.step(
+                    [ReceiveHop(cid, tuple(events), now) for cid, events in hops.items()]
+                )
+        finally:
+            self._hopping = False
+
+    async def _send(self, sends: list[SendMessage | SendGossip]) -> None:
         sessions: dict[Address, PeerSession | None] = {}
         for output in sends:
+            if isinstance(output, SendGossip):
+                await self._send_gossip(output)
+                continue
             peer = output.peer
             session = sessions[peer] if peer in sessions else self._session_of(peer)
             sessions[peer] = session
@@ -307,6 +362,23 @@ class Driver:
                     await session.send(message)
                 except trio.ClosedResourceError:
                     sessions[peer] = None
+
+    async def _send_gossip(self, output: SendGossip) -> None:
+        """To one peer, or to every peer online but those it came from. Lost if a peer is gone:
+        the sync on its next connection makes up for it."""
+        if output.peer is not None:
+            targets = [output.peer]
+        else:
+            targets = [NodeId(p) for p in self.state.online if NodeId(p) not in output.exclude]
+        for peer in targets:
+            session = self._session_of(Address(peer))
+            if session is None:
+                continue
+            for message in output.messages:
+                try:
+                    await session.send(message)
+                except trio.ClosedResourceError:
+                    break
 
     # -- waiting -----------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from p2pchan.wire.channel_messages import (
     LockExpired,
     Processed,
     Refused,
+    Unlock,
 )
 from p2pchan.wire.locks import HeldLock, Lock
 
@@ -40,6 +41,7 @@ class Misbehave(enum.StrEnum):
     WITHHOLD_ACK = "withhold-ack"  # accept the partner's updates, never counter-sign them
     SPAM_RETRYABLE = "spam-retryable"  # flood validly signed updates refused retryably
     COOP_FREEZE = "coop-freeze"  # ask for a cooperative settle every block, never submit it
+    WITHHOLD_UNLOCK = "withhold-unlock"  # take the secret, never pay the lock off-chain
 
 
 def parse_modes(text: str) -> frozenset[Misbehave]:
@@ -85,6 +87,8 @@ class Attacks:
     def outgoing(self, message: ChannelMessage) -> list[ChannelMessage]:
         """What goes out instead of this message of ours (nothing, when this node withholds
         it)."""
+        if Misbehave.WITHHOLD_UNLOCK in self.modes and isinstance(message, Unlock):
+            return []
         if Misbehave.WITHHOLD_ACK not in self.modes:
             return [message]
         if isinstance(message, Processed):

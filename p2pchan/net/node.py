@@ -1,11 +1,14 @@
 """The node's composition root: identity, store, layer 1, the driver of the node's core, peers,
-the chain watcher, RPC.
+the chain watcher, the Plasma wallets, RPC.
 
 `open_node` loads everything that can fail before serving (key file permissions, the data dir
 lock, the database, layer 1's chain id, which must match the one this data dir was created for).
 `Node.run` then starts in the order crash safety needs: the stored state is loaded (when the node
 is built), the chain watcher catches up with every block missed while down, and only then are
-peers redialled (and re-synced) and the RPC and the `node.json` ready file offered.
+peers redialled (and re-synced) and the RPC and the `node.json` ready file offered. The watcher
+of each joined child chain starts with them, replays its chain from layer 1 on its own
+subscription, and acts only once caught up (see `net/plasma_watch.py`); the channels do not
+wait for it.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import trio
 
 from p2pchan.core.channel.state import ChannelStatus
 from p2pchan.core.inputs import (
+    ActionAnnounceNode,
     ReceiveChannelMessages,
+    ReceiveGossip,
     ReceivePeerConnected,
     ReceivePeerDisconnected,
+    Resume,
 )
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, load_key_file
 from p2pchan.errors import ChainError, StoreError, UserError
@@ -29,23 +35,28 @@ from p2pchan.files import DatadirLock, write_file_durably
 from p2pchan.l1.client import L1Client
 from p2pchan.l1.wallet import Wallet
 from p2pchan.net.api import channels as channels_api
+from p2pchan.net.api import graph as graph_api
 from p2pchan.net.api import node as node_api
 from p2pchan.net.api import payments as payments_api
+from p2pchan.net.api import plasma as plasma_api
 from p2pchan.net.api.context import NodeContext
 from p2pchan.net.chain_actions import ChainActions
 from p2pchan.net.chain_watch import ChainWatcher
 from p2pchan.net.config import NodeConfig
-from p2pchan.net.driver import Driver, faults_of, now_ms
+from p2pchan.net.driver import Driver, now_ms
 from p2pchan.net.l1_link import L1Link
 from p2pchan.net.misbehave import Attacks, attack_messages
 from p2pchan.net.peer import PeerSession
 from p2pchan.net.peers import PeerManager
+from p2pchan.net.plasma_wallets import PlasmaWallets
 from p2pchan.net.rpc import RpcServer
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.storage.node_store import load_state
 from p2pchan.types import Address, ChainId, ChannelId, NodeId
 from p2pchan.wire.channel_messages import ChannelMessage
+from p2pchan.wire.gossip_messages import GossipMessage
 from p2pchan.wire.peer_messages import PeerMessage
+from p2pchan.wire.plasma_messages import PlasmaMessage
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +125,7 @@ class Node:
                 chain_id,
                 config.channel,
                 withhold_decisions=self.attacks.withholds_decisions,
+                fee_policy=config.fee_policy,
             )
         )
         self.driver = Driver(state, database, self.actions, self._session_of, self.attacks)
@@ -125,21 +137,44 @@ class Node:
             processed=state.height,
             after_block=self._attack if self.attacks else None,
         )
+        self.plasma = PlasmaWallets(
+            identity,
+            chain_id,
+            database,
+            self.actions,
+            self.wallet,
+            self.link,
+            dev=config.dev,
+            send_to_peer=self._send_to_peer,
+        )
         self.rpc = RpcServer()
         context = NodeContext(
-            config, identity, self.driver, self.peers, self.link, self.wallet, self.chain
+            config,
+            identity,
+            self.driver,
+            self.peers,
+            self.link,
+            self.wallet,
+            self.chain,
+            self.plasma,
         )
-        for area in (node_api, channels_api, payments_api):
+        for area in (node_api, channels_api, payments_api, graph_api, plasma_api):
             area.register(self.rpc, context)
         self._cancel_scope = trio.CancelScope()
 
     async def _on_message(self, session: PeerSession, messages: list[PeerMessage]) -> None:
         """Channel messages that arrived together are handled per channel, in order, in one
-        step each; the faults they show are scored here, in the session's own task."""
+        step each; gossip in one step for all of it (the driver scores the faults they show)."""
         per_channel: dict[ChannelId, list[ChannelMessage]] = {}
+        gossip: list[ReceiveGossip] = []
+        now = now_ms()
         for message in messages:
             if isinstance(message, ChannelMessage):
                 per_channel.setdefault(message.channel_id, []).append(message)
+            elif isinstance(message, GossipMessage):
+                gossip.append(ReceiveGossip(session.node_id, message, now))
+            elif isinstance(message, PlasmaMessage):
+                await self.plasma.on_peer_message(session.node_id, message)
             else:
                 log.info("peer_message_unhandled", type=type(message).__name__)
         for channel_id, batch in per_channel.items():
@@ -147,13 +182,24 @@ class Node:
                 batch, replies = self.attacks.incoming(batch)
                 for reply in replies:
                     await session.send(reply)
-            received = ReceiveChannelMessages(session.node_id, channel_id, tuple(batch), now_ms())
-            outputs = await self.driver.step([received])
-            for fault in faults_of(outputs):
-                session.fault(fault.points, fault.reason, budgeted=fault.budgeted)
+            received = ReceiveChannelMessages(session.node_id, channel_id, tuple(batch), now)
+            await self.driver.step([received])
+        if gossip:
+            await self.driver.step(gossip)
 
     def _session_of(self, node_id: Address) -> PeerSession | None:
         return self.peers.sessions.get(NodeId(node_id))
+
+    async def _send_to_peer(self, node_id: Address, message: PeerMessage) -> bool:
+        """Queue `message` for a connected peer; False if it is not (or no longer) connected."""
+        session = self._session_of(node_id)
+        if session is None:
+            return False
+        try:
+            await session.send(message)
+        except trio.ClosedResourceError:
+            return False
+        return True
 
     async def _on_session(self, session: PeerSession) -> None:
         await self.driver.step([ReceivePeerConnected(session.node_id)])
@@ -188,9 +234,14 @@ class Node:
                     height = await nursery.start(self.chain.run)  # caught up: now peers
                     channels = len(self.driver.state.channels)
                     log.info("node_caught_up", height=height, channels=channels)
+                    await self.driver.step([Resume(now_ms())])
+                    await nursery.start(self.plasma.run)
                     port = await nursery.start(
                         self.peers.run, self.config.listen_host, self.config.listen_port
                     )
+                    address = f"{self.peers.listen_host}:{port}"
+                    announce = ActionAnnounceNode(self.config.alias, (address,), now_ms())
+                    await self.driver.step([announce])
                     rpc_path = await nursery.start(self.rpc.serve, self.config.datadir)
                     ready = {
                         "node_id": self.node_id.hex(),

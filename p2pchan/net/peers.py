@@ -6,13 +6,18 @@ the store and redialled with exponential backoff, across restarts too. Two sessi
 peer: if both came the same way, the newer replaces the older (the peer reconnected); if they
 crossed (both dialled at once), the one dialled by the smaller node id stays, so both ends keep
 the same one.
+
+The manager does not care where its byte streams come from: a node listens and dials over TCP
+(`run`, `trio.open_tcp_stream`), while `serve` takes any trio listeners and `dial` any opener
+(tests run peer networks in memory, under trio's virtual clock). Every session or inbound
+handshake that starts or ends wakes `wait_until`: callers wait for a peer state, never poll it.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +74,8 @@ class PeerInfo:
 
 
 SessionHook = Callable[[PeerSession], Awaitable[None]]
+Dialer = Callable[[str, int], Awaitable[trio.abc.Stream]]
+"""Opens a byte stream to host:port (`trio.open_tcp_stream` in a node)."""
 
 
 class ConnectFailed(P2pchanError):
@@ -96,6 +103,7 @@ class PeerManager:
         *,
         on_session: SessionHook | None = None,
         on_session_end: Callable[[PeerSession], None] | None = None,
+        dial: Dialer = trio.open_tcp_stream,
     ) -> None:
         self.identity = identity
         self.chain_id = chain_id
@@ -106,6 +114,7 @@ class PeerManager:
             on_session_end  # called at once, without awaiting (we may be cancelled)
         )
         self.config = config or PeerConfig()
+        self._open_stream = dial
         self.sessions: dict[NodeId, PeerSession] = {}
         self.remembered: dict[NodeId, RememberedPeer] = {}
         self.misbehaviour = MisbehaviourLedger(
@@ -114,8 +123,9 @@ class PeerManager:
         self._keepers: dict[NodeId, trio.CancelScope] = {}
         self._handshakes = trio.CapacityLimiter(self.config.max_pending_handshakes)
         self._nursery: trio.Nursery | None = None
-        self._session_changed = trio.Event()
-        self._redials = Throttle()  # a peer that stays away: one line a minute, not per redial
+        self._changed = trio.Event()
+        # A peer that stays away: one line a minute (trio's clock), not one per redial.
+        self._redials = Throttle(clock=trio.current_time)
         self.listen_host = ""
         self.listen_port = 0
 
@@ -124,9 +134,20 @@ class PeerManager:
     async def run(
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Listen on `host:port`, redial remembered peers, and serve until cancelled."""
+        """Listen on `host:port`, redial remembered peers, and serve until cancelled; reports
+        the port it listens on."""
         listeners = await listen_tcp(host, port, "--listen")
         self.listen_host, self.listen_port = listeners[0].socket.getsockname()[:2]
+        await self.serve(listeners, task_status=task_status)
+
+    async def serve(
+        self,
+        listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept peers on `listeners`, redial remembered peers, and serve until cancelled;
+        reports `listen_port` (set by `run`; 0 for listeners other than TCP)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(trio.serve_listeners, self._accept, listeners)
@@ -169,7 +190,8 @@ class PeerManager:
         return self.info(node_id)
 
     async def disconnect(self, node_id: NodeId) -> bool:
-        """Forget a peer and close its session; False if we knew nothing of it."""
+        """Forget a peer and close its session; False if we knew nothing of it. Returns once
+        the session is gone from `sessions` (a peer list asked for next no longer shows it)."""
         known = node_id in self.remembered or node_id in self.sessions
         keeper = self._keepers.pop(node_id, None)  # it stops redialling (see _keep_connected)
         if node_id in self.remembered:
@@ -180,6 +202,7 @@ class PeerManager:
             # Before cancelling the keeper: the session runs in its task, and must live long
             # enough to send the goodbye.
             await session.close("disconnect requested")
+            await self.wait_until(lambda: self.sessions.get(node_id) is not session)
         if keeper is not None:
             keeper.cancel()
         return known
@@ -189,7 +212,7 @@ class PeerManager:
     ) -> tuple[SecureStream, list[bytes]]:
         try:
             with trio.fail_after(self.config.handshake_timeout):
-                stream = await trio.open_tcp_stream(host, port)
+                stream = await self._open_stream(host, port)
                 try:
                     try:
                         secure = await initiate(stream, self.identity, node_id)
@@ -282,7 +305,7 @@ class PeerManager:
 
     # -- accepting -------------------------------------------------------------------------
 
-    async def _accept(self, stream: trio.SocketStream) -> None:
+    async def _accept(self, stream: trio.abc.Stream) -> None:
         host, port = _peer_address(stream)
         try:
             self._handshakes.acquire_nowait()
@@ -290,6 +313,7 @@ class PeerManager:
             log.warning("peer_refused", remote=f"{host}:{port}", reason="too many handshakes")
             await stream.aclose()
             return
+        self._notify_change()
         try:
             if len(self.sessions) >= self.config.max_peers:
                 raise ConnectFailed(f"already at the limit of {self.config.max_peers} peers")
@@ -303,6 +327,7 @@ class PeerManager:
             return
         finally:
             self._handshakes.release()
+            self._notify_change()
         if self.misbehaviour.is_banned(secure.remote_node_id, trio.current_time()):
             log.warning("peer_refused", peer=secure.remote_node_id.hex(), reason="banned")
             await secure.aclose()
@@ -383,8 +408,8 @@ class PeerManager:
                 self._notify_change()
 
     def _notify_change(self) -> None:
-        self._session_changed.set()
-        self._session_changed = trio.Event()
+        self._changed.set()
+        self._changed = trio.Event()
 
     async def _wait_registered(self, session: PeerSession) -> None:
         while self.sessions.get(session.node_id) is not session:
@@ -394,12 +419,17 @@ class PeerManager:
                 raise UserError(
                     f"connection to {session.node_id.hex()} closed: {session.close_reason}"
                 )
-            await self._session_changed.wait()
+            await self._changed.wait()
 
     async def wait_connected(self, node_id: NodeId) -> PeerSession:
-        while node_id not in self.sessions:
-            await self._session_changed.wait()
+        await self.wait_until(lambda: node_id in self.sessions)
         return self.sessions[node_id]
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until `condition()` holds, checking it each time a session or an inbound
+        handshake starts or ends (under the caller's deadline)."""
+        while not condition():
+            await self._changed.wait()
 
     # -- views -----------------------------------------------------------------------------
 
@@ -420,8 +450,15 @@ class PeerManager:
     def all_peers(self) -> list[PeerInfo]:
         return [self.info(node_id) for node_id in {*self.remembered, *self.sessions}]
 
+    @property
+    def pending_handshakes(self) -> int:
+        """Inbound connections still in their handshake (at most `max_pending_handshakes`)."""
+        return int(self._handshakes.borrowed_tokens)
 
-def _peer_address(stream: trio.SocketStream) -> tuple[str, int]:
+
+def _peer_address(stream: trio.abc.Stream) -> tuple[str, int]:
+    if not isinstance(stream, trio.SocketStream):
+        return "?", 0  # not a socket: no address to show
     try:
         host, port = stream.socket.getpeername()[:2]
     except OSError:

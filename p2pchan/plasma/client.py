@@ -75,6 +75,7 @@ class OperatorClient:
         self._pending: dict[int, _Pending] = {}
         self._send_lock = trio.Lock()
         self._closed_reason: str | None = None
+        self.closed = trio.Event()  # set once the connection is gone
 
     @classmethod
     @asynccontextmanager
@@ -114,6 +115,7 @@ class OperatorClient:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
             reason = f"connection to the operator lost: {type(error).__name__}"
         self._closed_reason = reason
+        self.closed.set()
         for waiter in self._pending.values():
             waiter.done.set()
         self._pending.clear()

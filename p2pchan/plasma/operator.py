@@ -69,6 +69,9 @@ class TxRecord:
     txindex: int
     input_owners: tuple[Address, ...]
     confirmations: dict[Address, bytes] = field(default_factory=dict)
+    # Set for a transaction replayed from the store: a deposit it spends may be learnt from
+    # layer 1 only after the replay, so its owners are looked up again when one confirms.
+    inputs: tuple[int, ...] = ()
 
 
 class OperatorMachine:
@@ -165,9 +168,12 @@ class OperatorMachine:
             raise PlasmaError("store_out_of_order", f"stored block {block.blknum} is out of order")
         for txindex, signed in enumerate(block.transactions):
             decoded = decode_signed_tx(signed)
-            owners = tuple(self._owner_of(tx_input.pos) for tx_input in decoded.tx.inputs)
+            inputs = tuple(tx_input.pos for tx_input in decoded.tx.inputs)
+            owners = tuple(self._owner_of(position) for position in inputs)
             apply_transaction(self.utxos, decoded, block.blknum, txindex)
-            self.transactions[decoded.tx_hash] = TxRecord(block.blknum, txindex, owners)
+            self.transactions[decoded.tx_hash] = TxRecord(
+                block.blknum, txindex, owners, inputs=inputs
+            )
         if withheld:
             self.withheld.add(block.blknum)
         self.roots[block.blknum] = block.tree().root
@@ -209,6 +215,8 @@ class OperatorMachine:
             raise PlasmaError("unknown_tx", "no built block holds this transaction")
         if record.blknum not in self.committed:
             raise PlasmaError("not_committed", f"block {record.blknum} is not on layer 1 yet")
+        if confirmation.owner not in record.input_owners and record.inputs:
+            record.input_owners = tuple(self._owner_of(position) for position in record.inputs)
         if confirmation.owner not in record.input_owners:
             raise PlasmaError("not_input_owner", "only an input's owner confirms a transaction")
         root = self.roots[record.blknum]

@@ -6,7 +6,8 @@ about to create (derived from its account's next nonce) to `plasma.bin`, then se
 `plasma_create` and waits for it; after a crash in between, the next start finds the chain on
 layer 1, or creates it again. `OperatorChain.follow` feeds the chain's deposits and commitments
 to the operator machine from the chain's creation on (so a restart re-learns every deposit)
-and reports itself started once caught up. `submit_roots` commits built blocks strictly in
+and reports itself started once caught up; `wait_followed(h)` returns once block h's events are
+applied (a deposit included there is then known). `submit_roots` commits built blocks strictly in
 order, one at a time, each only after it is on disk; after any failure it asks layer 1 which
 blocks it holds before sending again, so a root is never committed twice or skipped.
 """
@@ -102,6 +103,7 @@ class OperatorChain:
         self._queue: deque[tuple[int, bytes]] = deque()  # built, on disk, not yet committed
         self._queued = trio.Event()
         self._committed: dict[int, trio.Event] = {}
+        self._followed = trio.Event()  # set (and replaced) each time `height` moves on
 
     # -- commitments ------------------------------------------------------------------------
 
@@ -138,6 +140,8 @@ class OperatorChain:
                         for event in notice.events:
                             self._apply(event)
                         self.height = height
+                        self._followed.set()
+                        self._followed = trio.Event()
                         if not started and height >= head:
                             log.info("plasma_caught_up", height=height)
                             task_status.started(height)
@@ -146,6 +150,12 @@ class OperatorChain:
                 log.warning("plasma_l1_subscription_lost", reason=str(error))
             await trio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, RETRY_MAX)
+
+    async def wait_followed(self, height: int) -> None:
+        """Wait until the events of layer-1 block `height` are applied (under the caller's
+        deadline)."""
+        while self.height < height:
+            await self._followed.wait()
 
     def _apply(self, event: object) -> None:
         if isinstance(event, PlasmaDeposited) and event.plasma_id == self.plasma_id:

@@ -3,8 +3,12 @@
 `WatcherMachine.handle(input) -> outputs` is its one entry. Inputs: layer-1 events
 (`ContractReceive`), a block or a confirmation the operator served (`ReceiveBlock`,
 `ReceiveConfirmation`), the user's own transactions and exit requests (`ActionSend`,
-`ActionExit`) and `Tick(height)`. Outputs: what to fetch from the operator, confirmations to
-hand over, layer-1 calls (`ContractSend*`) and `NotifyChainBad`.
+`ActionExit`), `Tick(height)`, and once, first, what the node stored (`RestoreWallet`).
+Outputs: what to fetch from the operator, confirmations to hand over, layer-1 calls
+(`ContractSend*`), `NotifyChainBad`, and the records the node stores before it carries out
+anything else (`Persist*`): every valid block (so a restart re-checks the chain without the
+operator, who could refuse to serve an old block again), the user's outputs with their
+transactions and proofs, and every confirmation it signed or accepted.
 
 It checks every committed block in number order (deposits interleave with operator blocks):
 the operator's signature, the root layer 1 recorded, and every transaction against the UTXO set
@@ -13,8 +17,9 @@ layer-1 blocks of its commitment, makes the chain bad (DESIGN.md "The watcher"):
 outputs in the valid blocks before it are exited at once, with the inputs of its transactions
 it never confirmed (they stay its own), and it sends nothing more. Whatever the chain's state,
 it challenges every queued exit of an output it knows was spent in a valid block, given the
-exiting owner's confirmation of that spend, and it finalizes the queue when one of the user's
-exits waits behind a due head.
+exiting owner's confirmation of that spend, and it finalizes the queue once one of the user's
+exits is due (every exit ahead of it is due then too): watchers with nothing due leave it to
+those who have, as each duplicate finalize costs a layer-1 fee.
 
 A confirmation is signed only for a transaction of the user's found in a block this machine
 validated: a sender that never saw its transaction's block never confirms it. The user's own
@@ -111,6 +116,18 @@ class Tick:
     height: int  # the highest layer-1 block whose events were all handed in
 
 
+@dataclass(frozen=True, slots=True)
+class RestoreWallet:
+    """What the node stored of this chain, handed in before anything else after a restart: the
+    transactions its user sent (their inputs stay in flight until found in a block or refused),
+    the confirmations it holds, and the block at which it found the chain bad (which stays bad,
+    whatever the operator serves now)."""
+
+    sent: tuple[SignedPlasmaTx, ...] = ()
+    confirmations: tuple[tuple[bytes, Confirmation], ...] = ()
+    bad: NotifyChainBad | None = None
+
+
 WatcherInput = (
     ContractReceive
     | ReceiveBlock
@@ -119,6 +136,7 @@ WatcherInput = (
     | ActionSendRefused
     | ActionExit
     | Tick
+    | RestoreWallet
 )
 
 # -- outputs ------------------------------------------------------------------------------
@@ -164,6 +182,33 @@ class NotifyChainBad:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PersistBlock:
+    """A block found valid."""
+
+    block: PlasmaBlock
+
+
+@dataclass(frozen=True, slots=True)
+class PersistOutput:
+    """An output of the user's, with what its exit needs: the transaction that made it and
+    its Merkle proof (b"" for a deposit). Its confirmations are stored as they come."""
+
+    utxo_pos: int
+    amount: int
+    signed: SignedPlasmaTx
+    proof: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PersistConfirmation:
+    """A confirmation the user signed (`ours`: stored before it is handed over) or received."""
+
+    tx_hash: bytes
+    confirmation: Confirmation
+    ours: bool
+
+
 WatcherOutput = (
     FetchBlock
     | FetchConfirmations
@@ -172,6 +217,9 @@ WatcherOutput = (
     | ContractSendChallengeExit
     | ContractSendFinalizeExits
     | NotifyChainBad
+    | PersistBlock
+    | PersistOutput
+    | PersistConfirmation
 )
 
 # -- state --------------------------------------------------------------------------------
@@ -234,6 +282,7 @@ class WatcherMachine:
         self.chain = ChainView()
         self.exits = ExitQueue()
         self.bad: NotifyChainBad | None = None
+        self.known_bad: NotifyChainBad | None = None  # restored: bad there, whatever is served
         self.owned: set[int] = set()  # our outputs in valid blocks (deposits: any), unspent
         self.sent: dict[bytes, SentTx] = {}
         self.in_flight: set[int] = set()  # our outputs spent by a sent, unconfirmed transaction
@@ -251,15 +300,18 @@ class WatcherMachine:
         elif isinstance(event, ReceiveBlock):
             self._on_block(event.block, outputs)
         elif isinstance(event, ReceiveConfirmation):
-            self._on_confirmation(event.tx_hash, event.confirmation)
+            self._on_confirmation(event.tx_hash, event.confirmation, outputs)
         elif isinstance(event, ActionSend):
             self._on_send(event.signed)
         elif isinstance(event, ActionSendRefused):
             self._on_refused(event.tx_hash)
         elif isinstance(event, ActionExit):
             self._on_exit_request(event.positions)
+        elif isinstance(event, RestoreWallet):
+            self._restore(event)
         else:
             self.height = max(self.height, event.height)
+            self.asked_confirmations.clear()  # asked again each block until they come
             self._check_withheld(outputs)
         self._advance(outputs)
         went_bad = self.bad is not None and not was_bad
@@ -281,7 +333,10 @@ class WatcherMachine:
                 root = deposit_root(self.config.plasma_id, event.owner, event.amount)
                 chain.deposits[event.blknum] = output
                 if event.owner == self.me:
-                    self.owned.add(utxo_pos(event.blknum, 0, 0))
+                    position = utxo_pos(event.blknum, 0, 0)
+                    self.owned.add(position)
+                    deposit = deposit_tx(self.config.plasma_id, event.owner, event.amount)
+                    outputs.append(PersistOutput(position, event.amount, deposit, b""))
             else:
                 root = event.root
                 outputs.append(FetchBlock(event.blknum))
@@ -322,6 +377,9 @@ class WatcherMachine:
         chain = self.chain
         while chain.unchecked and self.bad is None:
             blknum = chain.unchecked[0]
+            if self.known_bad is not None and blknum == self.known_bad.blknum:
+                self._go_bad(blknum, self.known_bad.reason, outputs)
+                return
             if is_deposit_block(blknum):
                 chain.utxos.add(utxo_pos(blknum, 0, 0), chain.deposits[blknum])
             else:
@@ -349,20 +407,25 @@ class WatcherMachine:
         valid = validate_transactions(chain.utxos, block)
         chain.blocks[block.blknum] = block.transactions
         chain.trees[block.blknum] = tree
+        outputs.append(PersistBlock(block))
         for entry in valid:
-            self._learn(block.blknum, entry, root, outputs)
+            self._learn(block.blknum, entry, tree, outputs)
 
     def _learn(
-        self, blknum: int, entry: ValidTx, root: bytes, outputs: list[WatcherOutput]
+        self, blknum: int, entry: ValidTx, tree: MerkleTree, outputs: list[WatcherOutput]
     ) -> None:
         decoded = entry.decoded
         tx_hash = decoded.tx_hash
+        root = tree.root
         self.chain.txs[tx_hash] = KnownTx(blknum, entry.txindex, decoded.signed, entry.input_owners)
         for tx_input in decoded.tx.inputs:
             self.chain.spends[tx_input.pos] = tx_hash
         for oindex, output in enumerate(decoded.tx.outputs):
             if output.owner == self.me:
-                self.owned.add(utxo_pos(blknum, entry.txindex, oindex))
+                position = utxo_pos(blknum, entry.txindex, oindex)
+                self.owned.add(position)
+                proof = tree.proof(entry.txindex)
+                outputs.append(PersistOutput(position, output.amount, decoded.signed, proof))
         if self.me in entry.input_owners:
             # Our own transaction (our key signed it) in a block we checked: confirm it; its
             # inputs are the receivers' from now on.
@@ -371,6 +434,7 @@ class WatcherMachine:
                 sent.confirmed_in = blknum
             confirmation = sign_confirmation(self.identity, tx_hash, root)
             self.confirmations.setdefault(tx_hash, {})[self.me] = confirmation.signature
+            outputs.append(PersistConfirmation(tx_hash, confirmation, ours=True))
             outputs.append(SendConfirmation(tx_hash, confirmation))
             for tx_input in decoded.tx.inputs:
                 self.owned.discard(tx_input.pos)
@@ -379,6 +443,8 @@ class WatcherMachine:
     def _go_bad(self, blknum: int, reason: str, outputs: list[WatcherOutput]) -> None:
         if self.bad is not None:
             return
+        if self.known_bad is not None and self.known_bad.blknum == blknum:
+            reason = self.known_bad.reason  # as first found, before a restart
         self.bad = NotifyChainBad(blknum, reason)
         outputs.append(self.bad)
         # Every output of ours in the valid blocks, and the inputs of our unconfirmed
@@ -387,13 +453,32 @@ class WatcherMachine:
 
     # -- confirmations and sends ------------------------------------------------------------
 
-    def _on_confirmation(self, tx_hash: bytes, confirmation: Confirmation) -> None:
+    def _on_confirmation(
+        self, tx_hash: bytes, confirmation: Confirmation, outputs: list[WatcherOutput]
+    ) -> None:
         known = self.chain.txs.get(tx_hash)
         if known is None or confirmation.owner not in known.input_owners:
             return
+        have = self.confirmations.setdefault(tx_hash, {})
+        if have.get(confirmation.owner) == confirmation.signature:
+            return  # already held (and stored)
         root = self.chain.commits[known.blknum][0]
         if confirmation_valid(confirmation.owner, tx_hash, root, confirmation.signature):
+            have[confirmation.owner] = confirmation.signature
+            outputs.append(PersistConfirmation(tx_hash, confirmation, ours=False))
+
+    def _restore(self, restored: RestoreWallet) -> None:
+        for signed in restored.sent:
+            try:
+                decoded = decode_signed_tx(signed)
+            except RemoteProtocolError:
+                continue  # never stored so: the wallet signed it
+            inputs = tuple(tx_input.pos for tx_input in decoded.tx.inputs)
+            self.sent[decoded.tx_hash] = SentTx(signed, inputs)
+            self.in_flight.update(inputs)
+        for tx_hash, confirmation in restored.confirmations:
             self.confirmations.setdefault(tx_hash, {})[confirmation.owner] = confirmation.signature
+        self.known_bad = restored.bad
 
     def _on_send(self, signed: SignedPlasmaTx) -> None:
         if self.bad is not None:
@@ -406,6 +491,8 @@ class WatcherMachine:
         for position in inputs:
             if position not in self.owned or position in self.in_flight:
                 raise PlasmaError("not_spendable", f"output {position} is not ours to spend")
+            if self.is_exiting(position):
+                raise PlasmaError("exiting", f"output {position} is leaving the chain")
         self.sent[decoded.tx_hash] = SentTx(signed, inputs)
         self.in_flight.update(inputs)
 
@@ -437,16 +524,25 @@ class WatcherMachine:
         have = self.confirmations.get(known.signed.tx_hash, {})
         return all(owner in have for owner in known.input_owners)
 
+    def is_exiting(self, position: int) -> bool:
+        """Asked to exit, or its exit is on layer 1: never spent again (a confirmed spend would
+        let anyone challenge the exit and take its bond)."""
+        return position in self.exit_duties or position in self.exits.exits
+
     def spendable(self) -> list[tuple[int, int]]:
-        """(position, amount) of our confirmed, unspent outputs not in flight."""
+        """(position, amount) of our confirmed, unspent outputs not in flight nor exiting."""
         if self.bad is not None:
             return []
         result = []
         for position in sorted(self.owned - self.in_flight):
             output = self._output(position)
-            if output is not None and self.confirmed(position):
+            if output is not None and self.confirmed(position) and not self.is_exiting(position):
                 result.append((position, output.amount))
         return result
+
+    def output(self, position: int) -> TxOutput | None:
+        """The output at `position` of a valid block or a deposit, spent or not."""
+        return self._output(position)
 
     def _output(self, position: int) -> TxOutput | None:
         blknum, _, _ = split_utxo_pos(position)
@@ -495,7 +591,8 @@ class WatcherMachine:
             if challenge is not None:
                 outputs.append(ContractSendChallengeExit(challenge))
         if self.exits.due(self.height) and any(
-            view.owner == self.me for view in self.exits.queued()
+            view.owner == self.me and view.exitable_at <= self.height
+            for view in self.exits.queued()
         ):
             outputs.append(ContractSendFinalizeExits(self.config.plasma_id, MAX_FINALIZE_PER_CALL))
 
@@ -503,6 +600,13 @@ class WatcherMachine:
         if position in self.exits.exits:
             self.exit_duties.discard(position)  # started (by us, or refused for good)
             return None
+        return self.exit_call(position, outputs)
+
+    def exit_call(
+        self, position: int, outputs: list[WatcherOutput] | None = None
+    ) -> PlasmaStartExit | None:
+        """The `plasma_start_exit` of an output of a valid block or a deposit, whoever owns it
+        now, or None while a confirmation it needs is missing (asked for in `outputs`)."""
         blknum, txindex, _ = split_utxo_pos(position)
         plasma_id = self.config.plasma_id
         if is_deposit_block(blknum):
@@ -511,11 +615,15 @@ class WatcherMachine:
                 return None
             deposit = deposit_tx(plasma_id, output.owner, output.amount)
             return start_exit_call(plasma_id, position, deposit, None, ())
-        signed = self.chain.blocks[blknum][txindex]
+        block = self.chain.blocks.get(blknum)
+        if block is None or txindex >= len(block):
+            return None
+        signed = block[txindex]
         known = self.chain.txs[signed.tx_hash]
         have = self.confirmations.get(signed.tx_hash, {})
         if not all(owner in have for owner in known.input_owners):
-            self._ask_confirmations(signed.tx_hash, outputs)
+            if outputs is not None:
+                self._ask_confirmations(signed.tx_hash, outputs)
             return None
         confirmations = tuple(Confirmation(owner, have[owner]) for owner in known.input_owners)
         return start_exit_call(plasma_id, position, signed, self.chain.trees[blknum], confirmations)

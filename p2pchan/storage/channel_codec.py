@@ -135,6 +135,7 @@ def encode_channel(channel: Channel) -> bytes:
                 channel.settled_ours,
                 channel.settled_theirs,
                 [_state(state) for state in ours.refused],
+                [[h, packet] for h, packet in theirs.failure_packets.items()],
             ],
             [
                 [side, held.lock.amount, held.lock.expiration_block, secrethash, held.payload]
@@ -157,9 +158,10 @@ def _decode(blob: bytes) -> Channel:
     if version not in READABLE_VERSIONS:
         raise ValueError(f"unknown channel format {version!r} (this node reads {FORMAT_VERSION})")
     *value, lock_table = value
-    since_3: list[Any] = [None, False, 0, "", [], None, None, []]
+    since_3: list[Any] = [None, False, 0, "", [], None, None, [], []]
     if version >= 3:
-        *value, since_3 = value
+        *value, stored = value
+        since_3[: len(stored)] = stored  # later fields were appended: older blobs lack them
     locks: dict[LockKey, HeldLock] = {
         (side, SecretHash(secrethash)): HeldLock(
             Lock(amount, expiration, SecretHash(secrethash)), payload
@@ -201,6 +203,7 @@ def _decode(blob: bytes) -> Channel:
         settled_ours,
         settled_theirs,
         refused,
+        failure_packets,
     ) = since_3
     in_flight = []
     for kind, state, signed, new_hashes, secrets, secrethashes, retry in flights:
@@ -236,6 +239,7 @@ def _decode(blob: bytes) -> Channel:
         accepted=_unstate(accepted, THEIRS, locks),
         accepted_proof=_unproof(accepted_proof),
         failed_sent=frozenset(failed_sent),
+        failure_packets={SecretHash(h): bytes(p) for h, p in failure_packets},
         known_secrets={SecretHash(h): Secret(s) for h, s in known},
         registered={SecretHash(h): b for h, b in registered},
     )

@@ -88,6 +88,58 @@ MIGRATIONS: list[str] = [
         record BLOB NOT NULL
     ) WITHOUT ROWID;
     """,
+    # Plasma: the node's wallet and watcher (see storage/plasma.py).
+    """
+    CREATE TABLE plasma_chains (
+        plasma_id BLOB PRIMARY KEY,
+        record BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE plasma_blocks (
+        plasma_id BLOB NOT NULL,
+        blknum BLOB NOT NULL,
+        block BLOB NOT NULL,
+        PRIMARY KEY (plasma_id, blknum)
+    ) WITHOUT ROWID;
+    CREATE TABLE plasma_outputs (
+        plasma_id BLOB NOT NULL,
+        utxo_pos BLOB NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (plasma_id, utxo_pos)
+    ) WITHOUT ROWID;
+    CREATE TABLE plasma_sent (
+        plasma_id BLOB NOT NULL,
+        tx_hash BLOB NOT NULL,
+        tx BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        found INTEGER NOT NULL,
+        PRIMARY KEY (plasma_id, tx_hash)
+    ) WITHOUT ROWID;
+    CREATE TABLE plasma_confirmations (
+        plasma_id BLOB NOT NULL,
+        tx_hash BLOB NOT NULL,
+        owner BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        delivered INTEGER NOT NULL,
+        PRIMARY KEY (plasma_id, tx_hash, owner)
+    ) WITHOUT ROWID;
+    CREATE TABLE plasma_exit_requests (
+        plasma_id BLOB NOT NULL,
+        utxo_pos BLOB NOT NULL,
+        PRIMARY KEY (plasma_id, utxo_pos)
+    ) WITHOUT ROWID;
+    """,
+    # Multi-hop payments: forwards in progress and the onions peeled (core/payment/mediator.py).
+    """
+    CREATE TABLE forwards (
+        secrethash BLOB PRIMARY KEY,
+        record BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE onion_replays (
+        tag BLOB PRIMARY KEY,
+        expiration INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX onion_replays_by_expiration ON onion_replays (expiration);
+    """,
 ]
 
 

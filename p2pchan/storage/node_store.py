@@ -21,21 +21,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from p2pchan.core.channel.state import Channel, ChannelConfig
+from p2pchan.core.gossip.outputs import PersistGossip
+from p2pchan.core.gossip.state import FeePolicy, GossipConfig
 from p2pchan.core.invoice import decode_invoice
 from p2pchan.core.outputs import (
+    PersistChainView,
     PersistChannel,
+    PersistForward,
+    PersistForwardDone,
     PersistInvoice,
+    PersistOnion,
+    PersistOnionsExpired,
     PersistPayment,
     PersistPaymentOutcome,
     PersistProcessedBlock,
     PersistSecret,
 )
-from p2pchan.core.payment.records import InvoiceRecord, PaymentOutcome, PaymentRecord
-from p2pchan.core.payment.state import OpenInvoice, Payee, Payer, PayerStatus
+from p2pchan.core.payment.records import InvoiceRecord, PaymentOutcome, PaymentRecord, RouteHop
+from p2pchan.core.payment.state import (
+    Forward,
+    ForwardStatus,
+    OpenInvoice,
+    Payee,
+    Payer,
+    PayerStatus,
+)
 from p2pchan.core.state import NodeState
 from p2pchan.crypto.keys import Identity
+from p2pchan.errors import StoreError
 from p2pchan.storage.channel_codec import decode_channel, encode_channel
-from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
+from p2pchan.storage.gossip import load_chain_view, load_gossip, write_chain_view, write_gossip
+from p2pchan.types import Address, ChainId, ChannelId, NodeId, Secret, SecretHash
 from p2pchan.wire.codec import pack, unpack
 
 
@@ -47,6 +63,12 @@ class StoreBatch:
     invoices: dict[SecretHash, InvoiceRecord] = field(default_factory=dict)
     secrets: dict[SecretHash, int] = field(default_factory=dict)
     processed_block: int | None = None
+    forwards: dict[SecretHash, Forward] = field(default_factory=dict)
+    forwards_done: list[SecretHash] = field(default_factory=list)
+    onions: list[tuple[bytes, int]] = field(default_factory=list)
+    onions_expired: int | None = None
+    chain_views: list[PersistChainView] = field(default_factory=list)
+    gossip: list[PersistGossip] = field(default_factory=list)
 
     @classmethod
     def of(cls, outputs: Iterable[Any]) -> StoreBatch:
@@ -67,7 +89,32 @@ class StoreBatch:
                 batch.secrets[output.secrethash] = output.block
             elif kind is PersistProcessedBlock:
                 batch.processed_block = output.height
+            else:
+                batch._add_network(output)
         return batch
+
+    def _add_network(self, output: Any) -> None:
+        """What multi-hop payments and gossip write (rarer than a direct payment's records)."""
+        kind = type(output)
+        if kind is PersistOnion:
+            self.onions.append((output.tag, output.expiration))
+        elif kind is PersistForward:
+            self.forwards[output.forward.secrethash] = output.forward
+            if output.forward.secrethash in self.forwards_done:
+                self.forwards_done.remove(output.forward.secrethash)
+        elif kind is PersistForwardDone:
+            self.forwards.pop(output.record.payment_hash, None)
+            self.forwards_done.append(output.record.payment_hash)
+            self.payments[(output.record.payment_hash, "forward")] = output.record
+            self.outcomes.append(output.outcome)
+        elif kind is PersistOnionsExpired:
+            self.onions_expired = output.height
+        elif kind is PersistChainView:
+            self.chain_views.append(output)
+        elif kind is PersistGossip:
+            self.gossip.append(output)
+        else:
+            raise TypeError(f"the store does not write {kind.__name__}")
 
     def __bool__(self) -> bool:
         return bool(
@@ -77,6 +124,12 @@ class StoreBatch:
             or self.invoices
             or self.secrets
             or self.processed_block is not None
+            or self.forwards
+            or self.forwards_done
+            or self.onions
+            or self.onions_expired is not None
+            or self.chain_views
+            or self.gossip
         )
 
 
@@ -104,6 +157,7 @@ class ChannelTables:
                     p.secret,
                     p.created_ms,
                     p.error,
+                    [list(hop) for hop in p.route],
                 ]
                 for p in batch.payments.values()
             ]
@@ -150,6 +204,30 @@ class ChannelTables:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (batch.processed_block.to_bytes(8, "big"),),
             )
+        self._write_network(connection, batch)
+
+    def _write_network(self, connection: sqlite3.Connection, batch: StoreBatch) -> None:
+        if batch.onions:
+            connection.executemany(
+                "INSERT OR IGNORE INTO onion_replays (tag, expiration) VALUES (?, ?)", batch.onions
+            )
+        if batch.onions_expired is not None:
+            connection.execute(
+                "DELETE FROM onion_replays WHERE expiration < ?", (batch.onions_expired,)
+            )
+        if batch.forwards:
+            connection.executemany(
+                "INSERT OR REPLACE INTO forwards (secrethash, record) VALUES (?, ?)",
+                [(h, encode_forward(f)) for h, f in batch.forwards.items()],
+            )
+        if batch.forwards_done:
+            connection.executemany(
+                "DELETE FROM forwards WHERE secrethash = ?", [(h,) for h in batch.forwards_done]
+            )
+        for view in batch.chain_views:
+            write_chain_view(view.view, view.changed)(connection)
+        if batch.gossip:
+            write_gossip(*batch.gossip)(connection)
 
     def _write_channel(self, connection: sqlite3.Connection, channel: Channel) -> None:
         connection.execute(
@@ -186,12 +264,25 @@ def fold_payments(connection: sqlite3.Connection) -> dict[tuple[SecretHash, str]
         for (blob,) in connection.execute("SELECT events FROM payment_journal ORDER BY id")
         for event in unpack(bytes(blob), max_len=len(blob))
     )
-    for payment_hash, direction, peer, channel_id, amount, fee, status, secret, at, error in events:
+    for (
+        payment_hash,
+        direction,
+        peer,
+        channel_id,
+        amount,
+        fee,
+        status,
+        secret,
+        at,
+        error,
+        *rest,
+    ) in events:
         key = (SecretHash(bytes(payment_hash)), str(direction))
         record = payments.get(key)
-        if peer is not None and (record is None or record.status == "failed"):
-            # A creation: the first attempt, or another one after the last attempt failed (an
-            # invoice may be paid again then; its record is the new attempt's).
+        if peer is not None and (record is None or record.status != "succeeded"):
+            # A creation: the first attempt; another route of a pending payment; or another
+            # attempt after the last one failed (an invoice may be paid again then). The
+            # record is the newest attempt's.
             payments[key] = PaymentRecord(
                 key[0],
                 key[1],
@@ -204,6 +295,7 @@ def fold_payments(connection: sqlite3.Connection) -> dict[tuple[SecretHash, str]
                 at,
                 None,
                 error,
+                _route(rest[0]) if rest else (),
             )
         elif record is None:
             continue  # an outcome of a payment never recorded (nothing to show)
@@ -215,6 +307,10 @@ def fold_payments(connection: sqlite3.Connection) -> dict[tuple[SecretHash, str]
                 error=error,
             )
     return payments
+
+
+def _route(hops: list[Any]) -> tuple[RouteHop, ...]:
+    return tuple(RouteHop(bytes(n), bytes(c), amount, fee) for n, c, amount, fee in hops)
 
 
 def list_payments(connection: sqlite3.Connection, limit: int = 10_000) -> list[PaymentRecord]:
@@ -231,6 +327,9 @@ def list_invoices(connection: sqlite3.Connection, limit: int = 10_000) -> list[I
     return [InvoiceRecord(SecretHash(bytes(r[0])), Secret(bytes(r[1])), *r[2:]) for r in rows]
 
 
+DEFAULT_FEE_POLICY = FeePolicy()
+
+
 def load_state(
     connection: sqlite3.Connection,
     identity: Identity,
@@ -238,10 +337,20 @@ def load_state(
     config: ChannelConfig,
     *,
     withhold_decisions: bool = False,
+    fee_policy: FeePolicy = DEFAULT_FEE_POLICY,
 ) -> NodeState:
     """The node's state as stored: every channel, the secrets registered on layer 1 and the
     last processed block, open invoices, and the payments still pending (in both directions)."""
-    state = NodeState(identity, chain_id, config, withhold_decisions=withhold_decisions)
+    gossip = load_gossip(connection, GossipConfig(chain_id, NodeId(identity.node_id)))
+    state = NodeState(
+        identity,
+        chain_id,
+        config,
+        withhold_decisions=withhold_decisions,
+        fee_policy=fee_policy,
+        gossip=gossip,
+        chain_view=load_chain_view(connection),
+    )
     for channel in ChannelTables().load(connection):
         state.channels[channel.channel_id] = channel
     state.registered = load_chain_secrets(connection)
@@ -260,4 +369,64 @@ def load_state(
             payments.paid_or_pending.add(payment.payment_hash)
         elif payment.direction == "out" and payment.status == "succeeded":
             payments.paid_or_pending.add(payment.payment_hash)
+    payments.forwards = load_forwards(connection, state)
+    payments.seen_onions = {
+        bytes(tag): expiration
+        for tag, expiration in connection.execute("SELECT tag, expiration FROM onion_replays")
+    }
     return state
+
+
+# -- forwards ----------------------------------------------------------------------------------
+
+
+def encode_forward(forward: Forward) -> bytes:
+    return pack(
+        [
+            forward.in_channel,
+            forward.out_channel,
+            forward.next_node,
+            forward.in_amount,
+            forward.out_amount,
+            forward.expiration,
+            forward.shared_secret,
+            forward.created_ms,
+            forward.secret,
+        ]
+    )
+
+
+def load_forwards(connection: sqlite3.Connection, state: NodeState) -> dict[SecretHash, Forward]:
+    """The forwards in progress. Their status follows from the channels stored with them: the
+    secret known (claimed), the outgoing lock signed (locked), or neither (offered: it fails
+    upstream on `Resume`)."""
+    forwards: dict[SecretHash, Forward] = {}
+    for secrethash, blob in connection.execute("SELECT secrethash, record FROM forwards"):
+        try:
+            fields = unpack(bytes(blob), max_len=len(blob))
+            in_ch, out_ch, next_node, in_amount, out_amount, expiration, shared, at, secret = fields
+        except (ValueError, TypeError) as error:
+            raise StoreError(f"corrupt forward in the node database: {error}") from None
+        key = SecretHash(bytes(secrethash))
+        out_channel = state.channels.get(ChannelId(bytes(out_ch)))
+        status = ForwardStatus.OFFERED
+        if secret is not None:
+            status = ForwardStatus.CLAIMED
+        elif out_channel is not None and any(
+            held.secrethash == key for held in out_channel.ours.all_locks()
+        ):
+            status = ForwardStatus.LOCKED
+        forwards[key] = Forward(
+            key,
+            ChannelId(bytes(in_ch)),
+            ChannelId(bytes(out_ch)),
+            Address(bytes(next_node)),
+            in_amount,
+            out_amount,
+            expiration,
+            bytes(shared),
+            at,
+            status,
+            None if secret is None else Secret(bytes(secret)),
+        )
+    return forwards

@@ -21,7 +21,8 @@ from p2pchan.wire.peer_messages import PEER_MESSAGES, PeerMessage, PeerType
 from p2pchan.wire.records import Nested, wire
 
 MAX_LOCKS_PER_MESSAGE = 1000
-MAX_PAYLOAD = 1024
+MAX_PAYLOAD = 2048  # an onion (`crypto/sphinx.py` ONION_SIZE, 1533 bytes) or a direct payload
+MAX_FAILURE = 1024  # an onion failure (`crypto/sphinx_failure.py` FAILURE_SIZE: 418)
 
 
 class NewLocks:
@@ -138,11 +139,14 @@ class Refused(ChannelMessage):
 @PEER_MESSAGES.message(PeerType.LOCK_FAILED)
 @dataclass(frozen=True, slots=True)
 class LockFailed(ChannelMessage):
-    """The receiver will not claim these pending locks; the sender should remove them."""
+    """The receiver will not claim these pending locks; the sender should remove them. For
+    a payment routed over several hops, `failures` holds one onion-encrypted failure per lock
+    (in the order of `secrethashes`; empty for a direct payment), for the payer alone to read."""
 
     channel_id: ChannelId = wire(BYTES32)
     secrethashes: tuple[SecretHash, ...] = wire(ListOf(BYTES32, MAX_LOCKS_PER_MESSAGE))
     reason: str = wire(Text(512))
+    failures: tuple[bytes, ...] = wire(ListOf(Bytes(max_size=MAX_FAILURE), MAX_LOCKS_PER_MESSAGE))
 
 
 @PEER_MESSAGES.message(PeerType.REVEAL_SECRET)

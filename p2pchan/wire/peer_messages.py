@@ -46,6 +46,9 @@ class PeerType(enum.IntEnum):
     NODE_ANNOUNCEMENT = 70
     GOSSIP_FILTER = 72
     GOSSIP_BATCH = 74
+    # Plasma (p2pchan/wire/plasma_messages.py): odd, so a peer without Plasma skips them
+    PLASMA_CONFIRMATIONS = 81
+    PLASMA_CONFIRMATIONS_REQUEST = 83
 
 
 PEER_MESSAGES = MessageRegistry("peer", PeerType, max_message_size=MAX_BODY_SIZE)

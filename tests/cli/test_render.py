@@ -12,13 +12,23 @@ from rich.cells import cell_len
 
 from p2pchan_cli.channel_commands import channel_state_text
 from p2pchan_cli.render import key_values, relative_time, route_text, short_id, text_of
-from p2pchan_cli.tables import channel_table, invoice_table, payment_table, peer_table
+from p2pchan_cli.tables import (
+    channel_table,
+    invoice_table,
+    payment_table,
+    peer_table,
+    plasma_exit_table,
+    plasma_exits_table,
+    plasma_utxo_table,
+)
 from p2pchan_cli.views import (
     batch_summary_view,
     channel_view,
     decoded_invoice_view,
     info_view,
     payment_view,
+    plasma_balance_view,
+    plasma_status_view,
 )
 
 ALICE, BOB, CHANNEL, OTHER = "a1" * 32, "b2" * 32, "c3" * 32, "d4" * 32
@@ -292,6 +302,9 @@ def test_a_decoded_invoice_says_when_it_expires() -> None:
     text = decoded_invoice_view(decoded, NOW_MS)
     assert "expires       2026-11-30 14:19 UTC (in 59 min)" in text
     assert "description   -" in text and "route hints   none" in text
+    hint = {"node_id": BOB, "channel_id": CHANNEL, "fee_base": 1, "fee_ppm": 100}
+    text = decoded_invoice_view({**decoded, "route_hints": [hint]}, NOW_MS)
+    assert f"route hints   via {BOB[:8]}…{BOB[-6:]} (1+100ppm)" in text
 
 
 def test_a_batch_summary_lists_its_failure_reasons_by_count() -> None:
@@ -357,3 +370,91 @@ def test_a_timed_out_command_says_where_the_channel_is() -> None:
         "channel d4d4d4d4…d4d4d4 is settled; 2 locks await their unlock on layer 1 "
         "(cooperative close expired unused; force-closing)"
     )
+
+
+HUGE_POS = 18_446_744_072_000_065_535 - 65_534  # the largest block, tree slot and output
+PLASMA_EXITS = [
+    {
+        "utxo_pos": 1_000_000_000_001,
+        "owner": ALICE,
+        "amount": 700,
+        "exitable_at": 95,
+        "status": "paid",
+        "ours": True,
+        "paid": 700,
+    },
+    {
+        "utxo_pos": HUGE_POS,
+        "owner": BOB,
+        "amount": 18446744073709551615,
+        "exitable_at": 18446744073709551615,
+        "status": "queued",
+        "ours": False,
+        "paid": None,
+    },
+]
+
+
+def test_plasma_exits_mark_ours_and_fit_80_columns() -> None:
+    assert plasma_exits_table(PLASMA_EXITS[:1], 80) == expected(
+        """
+             utxo pos  owner  amount  exitable at  status  paid
+        ───────────────────────────────────────────────────────
+        1000000000001  us        700           95  paid     700
+        """
+    )
+    for width in (80, 160):
+        text = plasma_exits_table(PLASMA_EXITS, width)
+        assert max(cell_len(line) for line in text.splitlines()) <= width
+        assert str(HUGE_POS) in text and "18446744073709551615" in text
+    assert plasma_exits_table([], 80) == "no exits"
+
+
+def test_plasma_outputs_and_exits_started_at_80() -> None:
+    outputs = [
+        {"utxo_pos": 1_000_000_000, "amount": 1000, "block": 1, "status": "spent"},
+        {
+            "utxo_pos": HUGE_POS,
+            "amount": 18446744073709551615,
+            "block": 18446744072,
+            "status": "spendable",
+        },
+    ]
+    text = plasma_utxo_table(outputs, 80)
+    assert max(cell_len(line) for line in text.splitlines()) <= 80
+    assert "spendable" in text and str(HUGE_POS) in text
+    started = [
+        {"utxo_pos": 1_000_000_000, "amount": 1000, "exitable_at": None, "status": "requested"}
+    ]
+    assert plasma_exit_table(started, 80) == expected(
+        """
+          utxo pos  amount  exitable at  status
+        ──────────────────────────────────────────
+        1000000000    1000            -  requested
+        """
+    )
+    assert plasma_utxo_table([], 80) == "no outputs"
+    assert plasma_exit_table([], 80) == "nothing to exit"
+
+
+def test_plasma_status_says_why_a_chain_is_bad() -> None:
+    status = {
+        "plasma_id": "e5" * 32,
+        "operator": OTHER,
+        "block": 2000,
+        "chain_ok": False,
+        "reason": "block 3000: withheld: not served in time",
+        "address": "127.0.0.1:7810",
+        "operator_connected": False,
+        "caught_up": True,
+        "l1_height": 52,
+        "challenge_period": 20,
+        "exit_bond": 10,
+        "withhold_timeout": 10,
+    }
+    text = plasma_status_view(status)
+    assert "BAD — block 3000: withheld: not served in time" in text
+    assert "127.0.0.1:7810 (not connected)" in text and "block 2000, caught up" in text
+    assert max(cell_len(line) for line in text.splitlines()) <= 80
+    assert "None" not in text and "True" not in text
+    assert "pending    0" in plasma_balance_view({"spendable": 5, "pending": 0, "exiting": 0})

@@ -1,10 +1,13 @@
 """The shell's step with a real store and a fake peer session: whatever a step promises reaches
 the peer only once the step is on disk (persist before you promise), payments submitted together
-share one step, and the peer's faults come back to the caller to score."""
+share one step, the peer's faults come back to the caller to score, and the driver's ticks give
+up on payments that wait too long for a lock slot (in virtual time, under the autojump clock:
+the store writes on trio's thread and the session is fake, so nothing here does real IO)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,10 +17,12 @@ import trio
 
 from p2pchan.core.channel.state import Channel, ChannelConfig, ChannelStatus
 from p2pchan.core.inputs import ActionSend, ReceiveChannelMessages, ReceivePeerConnected
+from p2pchan.core.payment.payer import ADMISSION_TIMEOUT_MS
+from p2pchan.core.state import NodeState
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.net.chain_actions import ChainActions
-from p2pchan.net.driver import Driver, faults_of, now_ms
+from p2pchan.net.driver import TICK_SECONDS, Driver, PaymentWaiter, faults_of, now_ms
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.storage.node_store import ChannelTables, fold_payments
 from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
@@ -28,6 +33,7 @@ from p2pchan.wire.locks import HeldLock, Lock, locksroot
 
 CHAIN = ChainId(bytes(32))
 CHANNEL = ChannelId(sha256(b"a channel"))
+DEFAULT_CONFIG = ChannelConfig()
 
 
 @dataclass
@@ -38,11 +44,15 @@ class FakeSession:
     node_id: bytes
     sent: list[ChannelMessage] = field(default_factory=list)
     on_send: Any = None
+    faults: list[float] = field(default_factory=list)
 
     async def send(self, message: ChannelMessage) -> None:
         if self.on_send is not None:
             self.on_send(message)
         self.sent.append(message)
+
+    def fault(self, points: float, reason: str, *, budgeted: bool = False) -> None:
+        self.faults.append(points)
 
 
 @dataclass
@@ -54,16 +64,23 @@ class Setup:
     session: FakeSession
 
 
-@pytest.fixture
-async def setup(tmp_path: Path, nursery: trio.Nursery) -> Any:
-    us, partner = Identity(b"u" * 32), Identity(b"p" * 32)
-    database = NodeDatabase.open(tmp_path)
-    session = FakeSession(partner.node_id)
-    from p2pchan.core.state import NodeState
+def trio_clock_ms() -> Callable[[], int]:
+    """The wall clock as it stood at the start, moved on by trio's clock: under the autojump
+    clock, the time the driver's ticks carry is virtual too."""
+    offset = now_ms() - int(trio.current_time() * 1000)
+    return lambda: offset + int(trio.current_time() * 1000)
 
-    state = NodeState(us, CHAIN, ChannelConfig(), height=10)
+
+async def start_driver(
+    datadir: Path, nursery: trio.Nursery, config: ChannelConfig = DEFAULT_CONFIG
+) -> Setup:
+    """A running driver with one open channel to a connected partner, in sync with it."""
+    us, partner = Identity(b"u" * 32), Identity(b"p" * 32)
+    database = NodeDatabase.open(datadir)
+    session = FakeSession(partner.node_id)
+    state = NodeState(us, CHAIN, config, height=10)
     state.channels[CHANNEL] = Channel(
-        CHAIN, CHANNEL, us.node_id, partner.node_id, False, 100, ChannelConfig(),
+        CHAIN, CHANNEL, us.node_id, partner.node_id, False, 100, config,
         ChannelStatus.OPEN, 5_000, 10_000,
     )  # fmt: skip
     driver = Driver(
@@ -71,14 +88,21 @@ async def setup(tmp_path: Path, nursery: trio.Nursery) -> Any:
         database,
         ChainActions(wallet=None),  # type: ignore[arg-type]  # no chain duty in these tests
         lambda node_id: session if node_id == partner.node_id else None,  # type: ignore[arg-type,return-value]
+        clock=trio_clock_ms(),
     )
     await nursery.start(driver.run)
     await driver.step([ReceivePeerConnected(partner.node_id)])
     sync = ChannelSync(CHANNEL, None, b"", 0)  # the partner's: now updates may go out
-    await driver.step([ReceiveChannelMessages(partner.node_id, CHANNEL, (sync,), now_ms())])
+    await driver.step([ReceiveChannelMessages(partner.node_id, CHANNEL, (sync,), driver.clock())])
     session.sent.clear()
-    yield Setup(driver, database, us, partner, session)
-    database.close()
+    return Setup(driver, database, us, partner, session)
+
+
+@pytest.fixture
+async def setup(tmp_path: Path, nursery: trio.Nursery) -> Any:
+    started = await start_driver(tmp_path, nursery)
+    yield started
+    started.database.close()
 
 
 def a_transfer(partner: Identity, amount: int = 100) -> LockedTransfer:
@@ -105,7 +129,9 @@ async def test_a_received_proof_is_stored_before_its_processed_goes_out(setup: S
 
         setup.session.on_send = on_send
         transfer = a_transfer(setup.partner)
-        received = ReceiveChannelMessages(setup.partner.node_id, CHANNEL, (transfer,), now_ms())
+        received = ReceiveChannelMessages(
+            setup.partner.node_id, CHANNEL, (transfer,), setup.driver.clock()
+        )
         outputs = await setup.driver.step([received])
         assert checked == [True] and faults_of(outputs) == []
 
@@ -128,7 +154,7 @@ async def test_a_payment_is_stored_with_its_signed_update_before_it_goes_out(set
         setup.session.on_send = on_send
         secret = Secret(os.urandom(32))
         request_id, _ = setup.driver.new_payment(SecretHash(sha256(secret)))
-        action = ActionSend(request_id, setup.partner.node_id, 10, secret, now_ms())
+        action = ActionSend(request_id, setup.partner.node_id, 10, secret, setup.driver.clock())
         await setup.driver.submit_payment(action)
         while not checked:
             await setup.driver.wait_until(lambda: bool(checked))
@@ -150,7 +176,7 @@ async def test_payments_submitted_together_share_one_step_and_one_write(setup: S
         for _ in range(20):
             secret = Secret(os.urandom(32))
             request_id, waiter = setup.driver.new_payment(SecretHash(sha256(secret)))
-            action = ActionSend(request_id, setup.partner.node_id, 10, secret, now_ms())
+            action = ActionSend(request_id, setup.partner.node_id, 10, secret, setup.driver.clock())
             await setup.driver.submit_payment(action)  # no checkpoint: they queue up
             waiters.append(waiter)
         await setup.driver.wait_until(lambda: bool(setup.session.sent))
@@ -159,9 +185,64 @@ async def test_payments_submitted_together_share_one_step_and_one_write(setup: S
         assert len(transfer.locks) == 20 and writes == 1
 
 
-async def test_the_faults_of_a_step_come_back_to_be_scored(setup: Setup) -> None:
+async def test_the_faults_of_a_step_are_scored_against_the_peer(setup: Setup) -> None:
     with trio.fail_after(5):
         bogus = Processed(CHANNEL, 1, bytes(64))  # acks nothing we sent
-        received = ReceiveChannelMessages(setup.partner.node_id, CHANNEL, (bogus,), now_ms())
+        received = ReceiveChannelMessages(
+            setup.partner.node_id, CHANNEL, (bogus,), setup.driver.clock()
+        )
         outputs = await setup.driver.step([received])
         assert [fault.points for fault in faults_of(outputs)] == [20]
+        assert setup.session.faults == [20]
+
+
+async def pay(setup: Setup, amount: int = 10) -> PaymentWaiter:
+    """Submit a payment to the partner, as the RPC does; its waiter tells how it ends."""
+    secret = Secret(os.urandom(32))
+    request_id, waiter = setup.driver.new_payment(SecretHash(sha256(secret)))
+    now = setup.driver.clock()
+    await setup.driver.submit_payment(
+        ActionSend(request_id, setup.partner.node_id, amount, secret, now)
+    )
+    return waiter
+
+
+async def test_a_payment_waiting_for_a_lock_slot_gives_up_after_the_admission_timeout(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """One lock slot, taken by a payment the partner never settles: the payments behind it each
+    wait their own `ADMISSION_TIMEOUT_MS` (counted by the driver's ticks), no longer, and then
+    fail, recorded with why, while the first stays pending."""
+    timeout = ADMISSION_TIMEOUT_MS / 1000
+    setup = await start_driver(tmp_path, nursery, ChannelConfig(max_pending_locks=1))
+    try:
+        with trio.fail_after(10 * timeout):  # virtual seconds
+            started = trio.current_time()
+            holder, first = await pay(setup), await pay(setup)  # one step: the holder is first
+            await trio.sleep(timeout / 2)  # virtual time, as everywhere in this test
+            second = await pay(setup)
+            with trio.move_on_after(timeout / 2 - TICK_SECONDS):
+                await first.done.wait()
+                raise AssertionError("gave up before its time")
+
+            await first.done.wait()
+            assert timeout <= trio.current_time() - started <= timeout + 2 * TICK_SECONDS
+            assert first.refusal == f"no free lock slot for {ADMISSION_TIMEOUT_MS // 1000} s"
+            assert not second.done.is_set() and not holder.done.is_set()
+            await second.done.wait()
+            waited = trio.current_time() - started - timeout / 2
+            assert timeout <= waited <= timeout + 2 * TICK_SECONDS
+            assert second.refusal == first.refusal
+
+            assert not holder.done.is_set()  # its lock went out, and is pending still
+            [transfer] = [m for m in setup.session.sent if isinstance(m, LockedTransfer)]
+            assert [held.secrethash for held in transfer.locks] == [holder.payment_hash]
+            records = setup.database.run_now(fold_payments)
+            statuses = {h: (r.status, r.error) for (h, _), r in records.items()}
+            assert statuses == {
+                holder.payment_hash: ("pending", ""),
+                first.payment_hash: ("failed", first.refusal),
+                second.payment_hash: ("failed", first.refusal),
+            }
+    finally:
+        setup.database.close()

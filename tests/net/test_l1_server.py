@@ -1,36 +1,62 @@
 """The layer-1 server and client over loopback TCP, in one trio run: ordering, waiting,
-subscriptions, and hostile connections."""
+subscriptions, and hostile connections. Where a test must know the server has admitted a
+request, it reads the server's answers on a raw connection (answered in frame order)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import pytest
 import trio
 import trio.testing
 from structlog.testing import capture_logs
 
+from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import ChainError
-from p2pchan.l1.api import MAX_REQUEST_SIZE, REQUESTS, SubmitRequest
+from p2pchan.l1.api import (
+    MAX_REQUEST_SIZE,
+    MAX_RESPONSE_SIZE,
+    REQUESTS,
+    RESPONSES,
+    Request,
+    SubmitRequest,
+    SubmitResult,
+    TransactionRequest,
+    TransactionResult,
+)
 from p2pchan.l1.client import L1Client, L1Unavailable, subscribe
 from p2pchan.l1.events import ChannelDeposited, ChannelOpened
 from p2pchan.l1.transactions import ChannelDeposit, Transfer, sign_transaction
 from p2pchan.l1.wallet import Wallet
+from p2pchan.types import TxHash
 from p2pchan.wire.codec import pack
-from p2pchan.wire.framing import frame
+from p2pchan.wire.framing import FrameDecoder, frame
+from p2pchan.wire.records import Record
 from tests.conftest import RunningL1
 
 DEADLINE = 20
 
 
-async def poll_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll server state that has no event to wait on, failing after a deadline."""
-    with trio.move_on_after(5):
-        while not condition():  # noqa: ASYNC110 - nothing to wait on but the state itself
-            await trio.sleep(0.005)
-        return
-    raise AssertionError(f"timed out waiting for {what}")
+class RawL1:
+    """A connection to the layer-1 server that frames requests and reads answers by hand."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self._decoder = FrameDecoder(max_size=MAX_RESPONSE_SIZE)
+        self._bodies: list[bytes] = []
+
+    @staticmethod
+    def framed(*requests: Request) -> bytes:
+        return b"".join(frame(REQUESTS.encode(r), max_size=MAX_REQUEST_SIZE) for r in requests)
+
+    async def answer(self) -> Record:
+        """The next answer the server sent."""
+        while not self._bodies:
+            data = await self.stream.receive_some(65536)
+            assert data, "the server closed the connection"
+            self._bodies += self._decoder.feed(data)
+        answer = RESPONSES.decode(self._bodies.pop(0))
+        assert isinstance(answer, Record), answer
+        return answer
 
 
 async def funded(client: L1Client, *identities: Identity, amount: int = 1_000) -> None:
@@ -48,23 +74,25 @@ async def test_pipelined_transactions_of_one_sender_are_admitted_in_order(
         async with L1Client.connect(address.host, address.port) as client:
             await funded(client, payer)
             chain_id = (await client.status()).chain_id
-            frames = b"".join(
-                frame(
-                    REQUESTS.encode(
-                        SubmitRequest(
-                            nonce + 1,
-                            sign_transaction(payer, chain_id, nonce, Transfer(payee.node_id, 1)),
-                            False,
-                        )
-                    ),
-                    max_size=MAX_REQUEST_SIZE,
+            frames = RawL1.framed(
+                *(
+                    SubmitRequest(
+                        nonce + 1,
+                        sign_transaction(payer, chain_id, nonce, Transfer(payee.node_id, 1)),
+                        False,
+                    )
+                    for nonce in range(200)
                 )
-                for nonce in range(200)
             )
             stream = await trio.open_tcp_stream(address.host, address.port)
             async with stream:
                 await stream.send_all(frames)  # one write: the server sees them back to back
-                await poll_until(lambda: l1_server.service.pending_count == 200, "admission")
+                raw = RawL1(stream)
+                answers = [await raw.answer() for _ in range(200)]  # each once admitted
+                assert [(type(a), a.request_id) for a in answers] == [
+                    (SubmitResult, nonce + 1) for nonce in range(200)
+                ]
+                assert l1_server.service.pending_count == 200
             await client.mine()
             assert (await client.account(payee.node_id)).balance == 200
             assert (await client.account(payer.node_id)).nonce == 200
@@ -78,21 +106,25 @@ async def test_submit_with_wait_answers_only_once_the_block_is_durable(
         address = l1_server.address
         async with L1Client.connect(address.host, address.port) as client:
             await funded(client, payer)
-            wallet = Wallet(client, payer, (await client.status()).chain_id)
-            answers: list[bool] = []
-
-            async def pay_and_wait() -> None:
-                answers.append((await wallet.send(Transfer(payee.node_id, 5), wait=True)).included)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(pay_and_wait)
-                await poll_until(lambda: l1_server.service.pending_count == 1, "admission")
-                tx_hash = next(iter(l1_server.service._pending_hashes))
-                status = await client.transaction(tx_hash)
+            chain_id = (await client.status()).chain_id
+            signed = sign_transaction(payer, chain_id, 0, Transfer(payee.node_id, 5))
+            tx_hash = TxHash(sha256(signed.body))
+            stream = await trio.open_tcp_stream(address.host, address.port)
+            async with stream:
+                # The submit that waits, then a question about it on the same connection. The
+                # server admits in frame order and answers at once all but the waiting submit,
+                # so the second answer coming first means: admitted, not answered.
+                both = (SubmitRequest(1, signed, True), TransactionRequest(2, tx_hash))
+                await stream.send_all(RawL1.framed(*both))
+                raw = RawL1(stream)
+                status = await raw.answer()
+                assert isinstance(status, TransactionResult) and status.request_id == 2
                 assert (status.block, status.pending) == (None, True)
-                assert answers == []  # not included yet: no block was mined
-                await client.mine()
-            assert answers == [True]
+                assert l1_server.service.pending_count == 1
+                await client.mine()  # the block holding it: only now the submit is answered
+                answer = await raw.answer()
+            assert isinstance(answer, SubmitResult) and answer.request_id == 1
+            assert (answer.tx_hash, answer.included) == (tx_hash, True)
             status = await client.transaction(tx_hash)
             assert (status.block, status.pending) == (2, False)
             block = await client.block(2)

@@ -75,13 +75,15 @@ async def start_operator(
     return operator
 
 
-async def deposit(l1: L1Address, who: Identity, plasma_id: PlasmaId, amount: int) -> int:
-    """Deposit on layer 1 and return the deposit output's position."""
+async def deposit(l1: L1Address, operator: Operator, who: Identity, amount: int) -> int:
+    """Deposit on layer 1 and return the deposit output's position, once the operator has
+    followed layer 1 past the block holding it (it learns deposits from layer 1's events)."""
     async with L1Client.connect(l1.host, l1.port) as client:
         wallet = Wallet(client, who, (await client.status()).chain_id)
-        await wallet.plasma_deposit(plasma_id, amount, wait=True)
-        info = await client.plasma_chain(plasma_id)
+        included = await wallet.plasma_deposit(operator.plasma_id, amount, wait=True)
+        info = await client.plasma_chain(operator.plasma_id)
     assert info is not None
+    await operator.chain.wait_followed(included.block)
     return utxo_pos(info.next_deposit_block - 1, 0, 0)
 
 
@@ -96,13 +98,10 @@ def spend(
     return sign_tx(tx, [who for _, who in spends])
 
 
-async def until_deposit_known(client: OperatorClient, owner: Identity, position: int) -> None:
-    """The operator learns deposits from layer 1's events: poll its UTXO answer (deadline)."""
-    while True:
-        owned = await client.utxos(owner.node_id)
-        if any(output.utxo_pos == position for output in owned):
-            return
-        await trio.sleep(0.02)
+async def assert_deposit_served(client: OperatorClient, owner: Identity, position: int) -> None:
+    """The operator serves a deposit it has learnt as its owner's output."""
+    owned = await client.utxos(owner.node_id)
+    assert any(output.utxo_pos == position for output in owned), (position, owned)
 
 
 async def test_transactions_are_admitted_committed_and_served(
@@ -112,9 +111,9 @@ async def test_transactions_are_admitted_committed_and_served(
         async with trio.open_nursery() as nursery:
             operator = await start_operator(nursery, l1_ticking, tmp_path / "op")
             plasma_id = operator.plasma_id
-            alice_coin = await deposit(l1_ticking, ALICE, plasma_id, 500)
+            alice_coin = await deposit(l1_ticking, operator, ALICE, 500)
             async with OperatorClient.connect("127.0.0.1", operator.port) as client:
-                await until_deposit_known(client, ALICE, alice_coin)
+                await assert_deposit_served(client, ALICE, alice_coin)
                 to_bob = spend(plasma_id, [(alice_coin, ALICE)], [(BOB, 200), (ALICE, 300)])
                 result = await client.submit(to_bob, wait=True)
                 assert result.committed and (result.blknum, result.txindex) == (1000, 0)
@@ -155,9 +154,9 @@ async def test_every_refusal_has_its_code_over_the_wire(
         async with trio.open_nursery() as nursery:
             operator = await start_operator(nursery, l1_ticking, tmp_path / "op")
             plasma_id = operator.plasma_id
-            coin = await deposit(l1_ticking, ALICE, plasma_id, 100)
+            coin = await deposit(l1_ticking, operator, ALICE, 100)
             async with OperatorClient.connect("127.0.0.1", operator.port) as client:
-                await until_deposit_known(client, ALICE, coin)
+                await assert_deposit_served(client, ALICE, coin)
                 cases = [
                     (spend(plasma_id, [(utxo_pos(9, 0, 0), ALICE)], [(BOB, 1)]), "missing_input"),
                     (
@@ -228,9 +227,9 @@ async def test_a_restarted_operator_serves_what_it_committed(
         async with trio.open_nursery() as nursery:
             operator = await start_operator(nursery, l1_ticking, datadir)
             plasma_id = operator.plasma_id
-            coin = await deposit(l1_ticking, ALICE, plasma_id, 100)
+            coin = await deposit(l1_ticking, operator, ALICE, 100)
             async with OperatorClient.connect("127.0.0.1", operator.port) as client:
-                await until_deposit_known(client, ALICE, coin)
+                await assert_deposit_served(client, ALICE, coin)
                 signed = spend(plasma_id, [(coin, ALICE)], [(BOB, 100)])
                 await client.submit(signed, wait=True)
                 served = await client.block(1000)

@@ -295,6 +295,9 @@ class ChannelMachine(RuleBasedStateMachine):
                     self._decide(end, held, claim=payment.plan == "claim")
         elif isinstance(output, SecretLearned):
             self._finished(self._payment(output.secrethash, payer=end.name), end)
+            # The payer's payment machine unlocks it (the channel only reports the secret).
+            unlocking = channel_send.queue_unlocks(end.channel, {output.secrethash: output.secret})
+            self._commit(end, unlocking)
         elif isinstance(output, IncomingUnlocked):
             for held in output.locks:
                 self._payment(held.secrethash, payee=end.name).incoming.append("unlocked")
@@ -371,7 +374,7 @@ class ChannelMachine(RuleBasedStateMachine):
         elif isinstance(message, Refused):
             channel, outputs = channel_send.on_refused(channel, message, end.height)
         elif isinstance(message, LockFailed):
-            channel = channel_send.on_lock_failed(channel, message)
+            channel, outputs = channel_send.on_lock_failed(channel, message)
         elif isinstance(message, RevealSecret):
             channel, outputs = channel_send.on_reveal_secret(channel, message)
         elif isinstance(message, ChannelSync):

@@ -1,12 +1,14 @@
 """Support for system tests: running the real `p2pchan` command, reading child process logs,
-and a `Network` of a layer-1 process and channel nodes in one test's directory."""
+polling another process's state, and a `Network` of a layer-1 process and channel nodes in one
+test's directory."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from p2pchan_cli.processes import ChildProcess, l1_process, node_process, p2pcha
 from tests.conftest import ProcessRegistry
 
 COMMAND_DEADLINE = 60
+POLL_INTERVAL = 0.05
+POLL_MARGIN = 1.0  # seconds before the caller's deadline at which a poll gives up and says why
 
 
 @dataclass(frozen=True)
@@ -52,15 +56,31 @@ def log_events(child: ChildProcess) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
+async def poll_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll until `condition()` holds, under the caller's deadline (there must be one); just
+    before it, fail saying `what` it waited for, rather than with a bare timeout of the test.
+
+    System tests poll because the state they wait for lives in other processes (a node, layer 1,
+    an operator, their log files), which offer nothing to wait on from here.
+    """
+    deadline = trio.current_effective_deadline()
+    assert deadline != math.inf, f"polling for {what} with no deadline: use trio.fail_after"
+    with trio.move_on_at(deadline - POLL_MARGIN):
+        while not await condition():  # noqa: ASYNC110 - another process's state
+            await trio.sleep(POLL_INTERVAL)
+        return
+    raise AssertionError(f"still waiting at the test's deadline for {what}")
+
+
 async def wait_for_log_event(
     child: ChildProcess, matches: Callable[[dict[str, Any]], bool]
 ) -> None:
-    """Poll a child's log until a line matches (under the caller's deadline).
+    """Poll a child's log until a line matches (its log file has nothing to wait on)."""
 
-    Another process's log file has nothing to wait on but itself, so this polls.
-    """
-    while not any(matches(event) for event in log_events(child)):  # noqa: ASYNC110
-        await trio.sleep(0.05)
+    async def logged() -> bool:
+        return any(matches(event) for event in log_events(child))
+
+    await poll_until(logged, f"a matching line in {child.name}'s log")
 
 
 class Network:
@@ -103,9 +123,10 @@ class Network:
             return await rpc.call(method, params or {})
 
     async def wait_connected(self, name: str, peer: str) -> None:
-        """Poll the node's peer list until `peer` shows as connected (the caller's deadline)."""
-        while True:
+        """Poll the node's peer list (another process) until `peer` shows as connected."""
+
+        async def connected() -> bool:
             peers = await self.rpc(name, "peers")
-            if any(p["node_id"] == peer and p["connected"] for p in peers):
-                return
-            await trio.sleep(0.05)
+            return any(p["node_id"] == peer and p["connected"] for p in peers)
+
+        await poll_until(connected, f"{name} to show {peer[:8]} connected")

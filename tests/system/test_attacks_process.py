@@ -24,13 +24,12 @@ import pytest
 import trio
 
 from tests.conftest import ProcessRegistry
-from tests.system.support import log_events, p2pchan, wait_for_log_event
+from tests.system.support import log_events, p2pchan, poll_until, wait_for_log_event
 from tests.system.test_channels_process import (
     DEPOSIT,
     SETTLE_TIMEOUT,
     Pair,
     payment_records,
-    poll,
     start_pair,
 )
 
@@ -75,7 +74,7 @@ async def test_a_payee_that_keeps_the_lock_cannot_keep_the_payment_pending(
         async def final() -> bool:
             return (await alice_payment(pair))["status"] != "pending"
 
-        await poll(final)
+        await poll_until(final, "Alice's payment to be final")
         assert await chain_height(pair) <= latest + 1  # one block of slack: we polled
         record = await alice_payment(pair)
         assert record["status"] == "failed", record
@@ -153,7 +152,7 @@ async def test_a_cooperative_close_lost_in_a_layer_1_crash_still_settles(
             assert channel["state"] != "open", channel
             return bool(channel["state"] == "settled")
 
-        await poll(never_open_again)
+        await poll_until(never_open_again, "Alice's channel settled")
         await pair.wait_channel("bob", lambda c: c["state"] == "settled")
         channel = await pair.channel("alice")
         assert channel["note"] == ""  # settled cooperatively, not by the forced fallback

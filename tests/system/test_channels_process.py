@@ -38,7 +38,7 @@ from p2pchan.net.rpc_client import RpcClient, RpcError
 from p2pchan.types import Address, ChannelId
 from p2pchan_cli.processes import ChildProcess
 from tests.conftest import ProcessRegistry
-from tests.system.support import CommandResult, Network, log_events, p2pchan
+from tests.system.support import CommandResult, Network, log_events, p2pchan, poll_until
 
 pytestmark = pytest.mark.slow
 
@@ -51,17 +51,6 @@ SETTLE_TIMEOUT = 20  # blocks: the contract's minimum
 RESTART_SETTLE_TIMEOUT = 40  # blocks of 0.2 s
 STREAM_SETTLE_TIMEOUT = 50  # blocks of 0.1 s: payer locks then last 50 blocks too
 FAST_RECONNECT = ("--reconnect-max", "1")
-POLL_INTERVAL = 0.05
-
-
-async def poll(condition: Callable[[], Awaitable[bool]]) -> None:
-    """Poll until `condition()` holds, under the caller's deadline.
-
-    The state it looks at lives in other processes (a node, layer 1), which offer nothing to
-    wait on from here, so this polls.
-    """
-    while not await condition():  # noqa: ASYNC110
-        await trio.sleep(POLL_INTERVAL)
 
 
 def l1_client(net: Network) -> AbstractAsyncContextManager[L1Client]:
@@ -110,7 +99,7 @@ class Pair:
             channel = await self._find_channel(name)
             return channel is not None and matches(channel)
 
-        await poll(holds)
+        await poll_until(holds, f"{name}'s view of channel {self.channel_id[:8]}")
 
     async def open(
         self, amount: int = DEPOSIT, settle_timeout: int = SETTLE_TIMEOUT
@@ -291,7 +280,7 @@ async def wait_disconnected(net: Network, name: str, peer: str) -> None:
         peers = await net.rpc(name, "peers")
         return not any(p["node_id"] == peer and p["connected"] for p in peers)
 
-    await poll(gone)
+    await poll_until(gone, f"{name} to show {peer[:8]} disconnected")
 
 
 async def stream_to_bob(pair: Pair) -> None:
@@ -299,6 +288,22 @@ async def stream_to_bob(pair: Pair) -> None:
     params = {"node_id": pair.bob_id, "amount": 2, "count": 3000, "concurrency": 50}
     with contextlib.suppress(RpcError):  # the connection is lost when Alice dies
         await pair.net.rpc("alice", "debug_send_many", params)
+
+
+async def kill_alice_mid_stream(pair: Pair) -> None:
+    """Stream payments to Bob and kill Alice once he holds locks of hers, or once the stream
+    ended (quick, it can slip between two polls: the caller then tries again)."""
+    streamed = trio.Event()
+
+    async def stream() -> None:
+        await stream_to_bob(pair)
+        streamed.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream)
+        await pair.wait_channel("bob", lambda c: c["pending_locks"] > 0 or streamed.is_set())
+        pair.alice.kill()
+        await pair.alice.wait_exit()
 
 
 async def agreed_amount_paid(pair: Pair) -> int:
@@ -313,7 +318,7 @@ async def agreed_amount_paid(pair: Pair) -> int:
                 return False
         return True
 
-    await poll(resolved)
+    await poll_until(resolved, "every lock and payment record final on both sides")
     alice_records = await payment_records(pair, "alice")
     bob_records = await payment_records(pair, "bob")
     sent = {r["payment_hash"]: r for r in alice_records if r["direction"] == "out"}
@@ -373,11 +378,7 @@ async def test_a_payer_down_too_long_leaves_the_payee_to_claim_on_chain(
         # him in batches, and between an unlock and the next batch he holds none: if he held
         # none when the connection ended (by then he has handled all she sent), again.
         while True:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(stream_to_bob, pair)
-                await pair.wait_channel("bob", lambda c: c["pending_locks"] > 0)
-                pair.alice.kill()
-                await pair.alice.wait_exit()
+            await kill_alice_mid_stream(pair)
             await wait_disconnected(pair.net, "bob", pair.alice_id)
             if (await pair.channel("bob"))["pending_locks"]:
                 break
@@ -436,7 +437,7 @@ async def test_a_cheating_close_is_disputed_and_the_partner_gets_everything_owed
             record = await pair.l1(lambda c: c.channel(channel_id))
             return record is not None and record.close_block > 0
 
-        await poll(closed_on_chain)
+        await poll_until(closed_on_chain, "the cheating close on layer 1")
         if bob_offline:
             # Bob stays down for a few blocks of the window, then catches up. Meanwhile layer 1
             # holds the attack: Bob's proof (it favours Alice), none of hers.
@@ -510,7 +511,7 @@ async def test_misuse_fails_with_one_clear_line_and_the_channel_stays_usable(
                 for i in listed
             )
 
-        await poll(expired)
+        await poll_until(expired, "Bob's invoice to expire")
         late = await p2pchan(*alice, "pay", invoice["invoice"])
         assert_one_line_failure(late, "expired")
 

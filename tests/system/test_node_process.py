@@ -13,6 +13,7 @@ import trio
 from noise.connection import Keypair, NoiseConnection
 
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, write_key_file
+from p2pchan.wire.gossip_messages import GossipFilter
 from p2pchan.wire.peer_messages import PEER_MESSAGES, Init, Ping, Pong
 from tests.conftest import ProcessRegistry
 from tests.system.support import Network, log_events, p2pchan, wait_for_log_event
@@ -140,6 +141,9 @@ async def test_a_standard_noise_xk_client_talks_to_a_node(
                 return noise.encrypt(len(body).to_bytes(2, "big")) + noise.encrypt(body)
 
             await stream.send_all(frame(Init(1, chain_id, b"")) + frame(Ping(7, b"")))
+            # Once the session starts, the node asks for the gossip it lacks; then it pongs.
+            first = PEER_MESSAGES.decode(await receive_frame(stream, noise))
+            assert isinstance(first, GossipFilter)
             assert PEER_MESSAGES.decode(await receive_frame(stream, noise)) == Pong(bytes(7))
             peers = await net.rpc("node", "peers")
             assert [p["node_id"] for p in peers if p["connected"]] == [client.node_id.hex()]

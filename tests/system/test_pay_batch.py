@@ -15,7 +15,7 @@ from p2pchan.l1.client import L1Client
 from p2pchan.types import Address
 from p2pchan_cli.processes import p2pchan_argv
 from tests.conftest import ProcessRegistry
-from tests.system.support import Network, p2pchan
+from tests.system.support import Network, p2pchan, poll_until
 
 pytestmark = pytest.mark.slow
 DEADLINE = 120
@@ -128,8 +128,10 @@ async def test_the_batch_fails_fast_when_the_node_goes_away(
         )
         try:
             # Once Bob has been paid something, the batch is under way: kill Alice's node.
-            while not await net.rpc("bob", "payments"):  # noqa: ASYNC110 - another process's state
-                await trio.sleep(0.05)
+            async def bob_paid() -> bool:
+                return bool(await net.rpc("bob", "payments"))
+
+            await poll_until(bob_paid, "a first payment to reach Bob")
             alice = next(child for child in processes.children if child.name == "alice")
             alice.kill()
             with trio.fail_after(15):  # fails fast: it does not wait for 20,000 payments

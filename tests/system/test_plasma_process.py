@@ -30,7 +30,7 @@ from p2pchan.wire.plasma import (
 )
 from p2pchan_cli.processes import ChildProcess, l1_process, plasma_operator_process
 from tests.conftest import ProcessRegistry
-from tests.system.support import p2pchan
+from tests.system.support import p2pchan, poll_until
 
 pytestmark = pytest.mark.slow
 DEADLINE = 120
@@ -87,11 +87,12 @@ def pay(
 
 async def until_known(client: OperatorClient, owner: Identity, positions: list[int]) -> None:
     """Poll the operator (another process) until it has learnt these deposits from layer 1."""
-    while True:
-        known = {owned.utxo_pos for owned in await client.utxos(owner.node_id)}
-        if set(positions) <= known:
-            return
-        await trio.sleep(0.05)
+
+    async def known() -> bool:
+        owned = {owned.utxo_pos for owned in await client.utxos(owner.node_id)}
+        return set(positions) <= owned
+
+    await poll_until(known, f"the operator to know deposits {positions}")
 
 
 async def committed_roots(l1: dict[str, Any], plasma_id: PlasmaId) -> dict[int, bytes]:
@@ -223,7 +224,7 @@ async def test_kill_9_mid_stream_loses_no_block_whose_root_reached_layer_1(
                 try:
                     for signed in txs:
                         await client.submit(signed)
-                        await trio.sleep(0.01)
+                        await trio.sleep(0.01)  # a steady stream, not a burst: pacing, no wait
                 except P2pchanError:
                     return
 
@@ -261,13 +262,13 @@ async def test_kill_9_mid_stream_loses_no_block_whose_root_reached_layer_1(
                     await client.submit(signed)
                 except PlasmaError as error:
                     assert error.code == "duplicate_tx"
-            while True:  # until every block is built and committed
+
+            async def all_committed() -> bool:
                 status = await client.status()
-                if not status.pending_transactions and (
-                    status.committed_block == status.next_block - 1000
-                ):
-                    break
-                await trio.sleep(0.05)
+                built = not status.pending_transactions
+                return built and status.committed_block == status.next_block - 1000
+
+            await poll_until(all_committed, "every block built and committed")
             paid = await client.utxos(payee.node_id)
         assert len(paid) == len(txs)  # every payment is in a committed block, none twice
         assert {owned.output.amount for owned in paid} == {5}

@@ -19,7 +19,7 @@ from p2pchan.core.channel import close as coop
 from p2pchan.core.channel import receive as receive
 from p2pchan.core.channel import send as send
 from p2pchan.core.channel import sync as sync
-from p2pchan.core.channel.events import ChannelOutput, Fault, Send
+from p2pchan.core.channel.events import ChannelOutput, Fault, SecretLearned, Send
 from p2pchan.core.channel.state import Channel, ChannelConfig, ChannelStatus
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
@@ -201,7 +201,7 @@ class Pair:
         elif isinstance(message, Refused):
             channel, outputs = send.on_refused(channel, message, at)
         elif isinstance(message, LockFailed):
-            channel = send.on_lock_failed(channel, message)
+            channel, outputs = send.on_lock_failed(channel, message)
         elif isinstance(message, RevealSecret):
             channel, outputs = send.on_reveal_secret(channel, message)
         elif isinstance(message, ChannelSync):
@@ -255,7 +255,11 @@ class Pair:
         self.set(receiver, channel)
         reveals = sent(outputs)
         assert len(reveals) == 1, outputs
-        return self.deliver(other(receiver), reveals[0])
+        learned = self.deliver(other(receiver), reveals[0])
+        # The payer's payment machine unlocks what it learned (the node does this).
+        secrets = {o.secrethash: o.secret for o in learned if isinstance(o, SecretLearned)}
+        self.set(other(receiver), send.queue_unlocks(self.channel(other(receiver)), secrets))
+        return learned
 
     def fail(self, receiver: Side, *indices: int) -> list[ChannelOutput]:
         """`receiver` fails its incoming locks; the sender queues their removal."""

@@ -13,23 +13,33 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from p2pchan.core.channel.state import Channel, ChannelConfig
+from p2pchan.core.gossip.outputs import PersistGossip, SendGossip
 from p2pchan.core.inputs import (
     ContractReceiveBlock,
     Input,
     ReceiveChannelMessages,
+    ReceiveGossip,
+    ReceiveHop,
     ReceivePeerConnected,
+    Tick,
 )
 from p2pchan.core.node import transition
 from p2pchan.core.outputs import (
     ContractSend,
     NotifyFault,
     Output,
+    PersistChainView,
     PersistChannel,
+    PersistForward,
+    PersistForwardDone,
     PersistInvoice,
+    PersistOnion,
+    PersistOnionsExpired,
     PersistPayment,
     PersistPaymentOutcome,
     PersistProcessedBlock,
     PersistSecret,
+    SendHop,
     SendMessage,
 )
 from p2pchan.core.state import NodeState
@@ -38,6 +48,7 @@ from p2pchan.crypto.keys import Identity
 from p2pchan.l1.events import ChannelDeposited, ChannelOpened, Event
 from p2pchan.types import Address, ChainId, ChannelId
 from p2pchan.wire.channel_messages import ChannelMessage
+from p2pchan.wire.gossip_messages import GossipMessage
 
 CHAIN = ChainId(sha256(b"p2pchan node test chain"))
 NOW_MS = 1_000_000
@@ -50,6 +61,12 @@ Persisted = (
     PersistInvoice,
     PersistSecret,
     PersistProcessedBlock,
+    PersistForward,
+    PersistForwardDone,
+    PersistOnion,
+    PersistOnionsExpired,
+    PersistChainView,
+    PersistGossip,
 )
 
 
@@ -74,6 +91,8 @@ class Node:
 class Nodes:
     nodes: dict[str, Node] = field(default_factory=dict)
     wire: list[tuple[str, str, ChannelMessage]] = field(default_factory=list)  # from, to, msg
+    gossip: list[tuple[str, str, GossipMessage]] = field(default_factory=list)
+    delivered: list[tuple[str, str, ChannelMessage]] = field(default_factory=list)
     height: int = START_HEIGHT
     now_ms: int = NOW_MS
 
@@ -96,27 +115,60 @@ class Nodes:
     # -- driving -----------------------------------------------------------------------------
 
     def feed(self, name: str, event: Input) -> list[Output]:
+        """One step of a node; a mediator's decisions about its other channels are fed back at
+        once, as the shell does once the step is durable."""
         node = self.nodes[name]
         _, outputs = transition(node.state, event)
+        hops: dict[ChannelId, list[object]] = {}
         for output in outputs:
             if isinstance(output, SendMessage):
                 self.wire.append((name, self.name_of(output.peer), output.message))
+            elif isinstance(output, SendGossip):
+                self._gossip_out(name, output)
+            elif isinstance(output, SendHop):
+                hops.setdefault(output.channel_id, []).append(output.event)
             elif isinstance(output, Persisted):
                 node.stored.append(output)
             elif isinstance(output, NotifyFault) or type(output).__name__.startswith("Notify"):
                 node.notified.append(output)
             else:
                 node.duties.append(output)  # type: ignore[arg-type]
+        for channel_id, events in hops.items():
+            outputs += self.feed(name, ReceiveHop(channel_id, tuple(events), self.now_ms))
         return outputs
+
+    def _gossip_out(self, name: str, output: SendGossip) -> None:
+        online = self.nodes[name].state.online
+        targets = [output.peer] if output.peer is not None else sorted(online - output.exclude)
+        for peer in targets:
+            for message in output.messages:
+                self.gossip.append((name, self.name_of(peer), message))
+
+    def tick(self, *names: str) -> None:
+        for name in names or tuple(self.nodes):
+            self.feed(name, Tick(self.now_ms))
+
+    def settle_gossip(self, rounds: int = 10) -> None:
+        """Ticks and gossip deliveries until nothing is left to say."""
+        for _ in range(rounds):
+            self.tick()
+            if not self.gossip and not self.wire:
+                return
+            self.deliver()
 
     def deliver(self, count: int | None = None) -> int:
         """Deliver messages in flight, in order (all of them, or `count`)."""
         delivered = 0
-        while self.wire and (count is None or delivered < count):
-            sender, receiver, message = self.wire.pop(0)
-            peer = self.nodes[sender].node_id
-            received = ReceiveChannelMessages(peer, message.channel_id, (message,), self.now_ms)
-            self.feed(receiver, received)
+        while (self.wire or self.gossip) and (count is None or delivered < count):
+            if self.wire:
+                sender, receiver, message = self.wire.pop(0)
+                self.delivered.append((sender, receiver, message))
+                peer = self.nodes[sender].node_id
+                received = ReceiveChannelMessages(peer, message.channel_id, (message,), self.now_ms)
+                self.feed(receiver, received)
+            else:
+                sender, receiver, gossip = self.gossip.pop(0)
+                self.feed(receiver, ReceiveGossip(self.nodes[sender].node_id, gossip, self.now_ms))
             delivered += 1
         return delivered
 

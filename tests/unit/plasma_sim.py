@@ -5,7 +5,8 @@ layer-1 calls queue for the next layer-1 block; each `step()` seals one block, h
 to the operator machine and to every watcher, then a `Tick`; the watchers' outputs are carried
 out at once (blocks and confirmations fetched from the operator if it serves them,
 confirmations handed to the operator and relayed to every watcher, layer-1 calls queued for the
-next block). The operator is `--dev`, so tests can switch on its attacks.
+next block, what a node would store kept in `persisted`). The operator is `--dev`, so tests can
+switch on its attacks.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from p2pchan.plasma.watcher import (
     FetchBlock,
     FetchConfirmations,
     NotifyChainBad,
+    PersistBlock,
+    PersistConfirmation,
+    PersistOutput,
     ReceiveBlock,
     ReceiveConfirmation,
     SendConfirmation,
@@ -43,6 +47,7 @@ from p2pchan.plasma.watcher import (
     WatcherConfig,
     WatcherInput,
     WatcherMachine,
+    WatcherOutput,
 )
 from p2pchan.types import Address
 from p2pchan.wire.plasma import SignedPlasmaTx
@@ -66,6 +71,8 @@ class PlasmaSim:
     refusals: list[tuple[str, str]] = field(init=False, default_factory=list)  # (call, code)
     bad: dict[Address, NotifyChainBad] = field(init=False, default_factory=dict)
     events: list[tuple[int, Event]] = field(init=False, default_factory=list)
+    # What each watcher asked its node to store (`Persist*`), in order.
+    persisted: dict[Address, list[WatcherOutput]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         everyone = [*self.users, self.operator]
@@ -175,6 +182,8 @@ class PlasmaSim:
                     self._queue_once(who, PlasmaFinalizeExits(output.plasma_id, output.max_count))
                 elif isinstance(output, NotifyChainBad):
                     self.bad[address] = output
+                elif isinstance(output, PersistBlock | PersistOutput | PersistConfirmation):
+                    self.persisted.setdefault(address, []).append(output)
 
     def _queue_once(self, who: Identity, call: Call) -> None:
         if (who, call) not in self.calls:

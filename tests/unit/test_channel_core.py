@@ -954,6 +954,7 @@ def test_a_known_secret_is_registered_at_e_minus_reveal_timeout_and_resubmitted(
 def test_no_registration_once_the_partner_unlocked() -> None:
     pair, expiration = incoming_with_known_secret()
     pair.a, _ = send.on_reveal_secret(pair.a, RevealSecret(CHANNEL_ID, (secret(1),)))
+    pair.a = send.queue_unlocks(pair.a, {secrethash(1): secret(1)})  # the payer's decision
     pair.flush("a")
     assert pair.block("b", expiration - 10) == []
     assert pair.block("b", expiration + 20) == []
@@ -1430,6 +1431,19 @@ def test_payments_queued_when_a_newer_proof_of_our_own_is_adopted_are_failed() -
     [removed] = of_type(outputs, OutgoingRemoved)
     assert removed.secrethashes == (secrethash(2),)
     assert pair.a.ours.queued_locks == () and pair.a.ours.acked.nonce == 2
+
+
+def test_an_adopted_proof_keeps_the_payloads_of_the_locks_we_still_know() -> None:
+    pair = Pair.open()
+    held = replace(pair.lock(50, 2), payload=b"an onion, say")
+    pair.queue("a", held)
+    lost = pair.a  # the lock queued, its payload known, the update carrying it not stored
+    pair.flush("a")
+    pair.a = lost
+    pair.deliver("a", sync.sync_message(pair.b))
+    [adopted] = pair.a.ours.acked.locks
+    assert adopted.secrethash == secrethash(2) and adopted.payload == held.payload != b""
+    assert pair.a.ours.queued_locks == ()  # signed already: not sent again
 
 
 def test_a_sync_with_an_older_or_equal_proof_changes_nothing() -> None:

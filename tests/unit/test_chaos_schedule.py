@@ -66,6 +66,7 @@ def test_no_node_is_held_by_two_faults_or_away_too_long(seed: int) -> None:
                     "withhold-ack",
                     "spam-retryable",
                     "coop-freeze",
+                    "withhold-unlock",
                 )
             }
     # One node in five attacks: the other four stay honest for invariants 2-4 to judge.

@@ -5,14 +5,23 @@ say which."""
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 
 import pytest
 
-from p2pchan.core.invoice import PREFIX, Invoice, decode_invoice, encode_invoice, parse_invoice
+from p2pchan.core.invoice import (
+    PREFIX,
+    Invoice,
+    RouteHint,
+    decode_invoice,
+    encode_invoice,
+    encode_route_hints,
+    parse_invoice,
+)
 from p2pchan.crypto.keys import Identity
 from p2pchan.crypto.signing import SigningTag
 from p2pchan.errors import UserError
-from p2pchan.types import ChainId, SecretHash
+from p2pchan.types import ChainId, ChannelId, SecretHash
 from p2pchan.wire.codec import pack
 
 PAYEE = Identity(b"p" * 32)
@@ -56,3 +65,13 @@ def test_a_cut_short_or_altered_invoice_is_refused() -> None:
     forged = PREFIX + base64.b32encode(envelope).decode().rstrip("=").lower()
     with pytest.raises(UserError, match="not signed by its payee"):
         parse_invoice(forged)
+
+
+def test_route_hints_round_trip_and_malformed_ones_are_refused() -> None:
+    hints = (RouteHint(Identity(b"q" * 32).node_id, ChannelId(b"x" * 32), 1, 100),)
+    hinted = replace(INVOICE, route_hints=encode_route_hints(hints))
+    assert parse_invoice(encode_invoice(PAYEE, hinted)).hints() == hints
+    for garbage in (b"\x91\x01", pack([[[b"short", b"x" * 32, 1, 1]]]), pack([[1] * 4] * 4)):
+        broken = replace(INVOICE, route_hints=garbage)
+        with pytest.raises(UserError, match="route hints do not decode"):
+            parse_invoice(encode_invoice(PAYEE, broken))

@@ -179,6 +179,20 @@ def test_a_restarted_operator_rebuilds_its_utxos_from_its_blocks() -> None:
     with pytest.raises(PlasmaError) as caught:
         restored.restore_block(PlasmaBlock.decode(first.data))
     assert caught.value.code == "store_out_of_order"
+    # The owners of deposits spent in replayed blocks may confirm, though the deposits were
+    # learnt after the replay (a receiver must get its payer's confirmation after a crash).
+    restored.on_committed(1000, first.root)
+    restored.on_committed(2000, second.root)
+    [spend] = PlasmaBlock.decode(first.data).transactions
+    restored.add_confirmation(spend.tx_hash, sign_confirmation(ALICE, spend.tx_hash, first.root))
+    assert [c.owner for c in restored.confirmations_of(spend.tx_hash)] == [ALICE.node_id]
+    [merge] = PlasmaBlock.decode(second.data).transactions
+    restored.add_confirmation(merge.tx_hash, sign_confirmation(BOB, merge.tx_hash, second.root))
+    with pytest.raises(PlasmaError) as stranger:
+        restored.add_confirmation(
+            merge.tx_hash, sign_confirmation(CAROL, merge.tx_hash, second.root)
+        )
+    assert stranger.value.code == "not_input_owner"
 
 
 # -- attacks --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from p2pchan.crypto.signing import SigningTag, is_valid
 from p2pchan.errors import CryptoError, RemoteProtocolError
 from p2pchan.types import U64_MAX, PlasmaId
 from p2pchan.wire.codec import pack, unpack
+from p2pchan.wire.peer_messages import PEER_MESSAGES
 from p2pchan.wire.plasma import (
     MAX_BLKNUM,
     PlasmaTransaction,
@@ -41,6 +42,7 @@ from p2pchan.wire.plasma import (
     tx_signature_valid,
     utxo_pos,
 )
+from p2pchan.wire.plasma_messages import PlasmaConfirmations, PlasmaConfirmationsRequest
 from tests.unit.chain_helpers import identity
 
 ALICE, BOB = identity(1), identity(2)
@@ -200,3 +202,21 @@ def test_confirmations_are_domain_separated_and_bound_to_the_root() -> None:
     assert not confirmation_valid(BOB.node_id, signed.tx_hash, root, confirmation.signature)
     # A transaction signature never passes for a confirmation, nor the other way.
     assert not tx_signature_valid(ALICE.node_id, signed.tx_hash + root, confirmation.signature)
+
+
+def test_confirmations_between_peers_round_trip_and_decode_strictly() -> None:
+    alice = identity(1)
+    plasma_id = PlasmaId(b"\x42" * 32)
+    tx_hash = hashlib.sha256(b"tx").digest()
+    confirmation = sign_confirmation(alice, tx_hash, b"\x07" * 32)
+    for message in (
+        PlasmaConfirmations(plasma_id, tx_hash, (confirmation,)),
+        PlasmaConfirmationsRequest(plasma_id, tx_hash),
+    ):
+        assert PEER_MESSAGES.decode(PEER_MESSAGES.encode(message)) == message
+    assert PlasmaConfirmations.TYPE_ID % 2 == 1 and PlasmaConfirmationsRequest.TYPE_ID % 2 == 1
+    too_many = pack([81, plasma_id, tx_hash, [confirmation.to_wire()] * 3])
+    short_hash = pack([83, plasma_id, b"\x01" * 31])
+    for body in (too_many, short_hash):
+        with pytest.raises(RemoteProtocolError):
+            PEER_MESSAGES.decode(body)

@@ -331,7 +331,7 @@ def test_failure_messages_of_any_length_up_to_the_limit_round_trip(message: byte
 
 
 def test_a_failure_message_over_the_limit_is_refused() -> None:
-    with pytest.raises(LocalProtocolError, match="at most 256 bytes"):
+    with pytest.raises(LocalProtocolError, match=f"at most {MAX_FAILURE_MESSAGE_SIZE} bytes"):
         failure_packet(SESSION_KEY, bytes(MAX_FAILURE_MESSAGE_SIZE + 1))
 
 

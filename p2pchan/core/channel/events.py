@@ -82,6 +82,25 @@ class OutgoingSettled:
 
 
 @dataclass(frozen=True, slots=True)
+class FailureReported:
+    """The partner failed a lock of ours that went through an onion, with this encrypted
+    failure for the payer (the lock is still live until its removal is counter-signed)."""
+
+    channel_id: ChannelId
+    secrethash: SecretHash
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LocksRefused:
+    """Locks the payment layer asked this channel to send (`machine.QueueLocks`) that it
+    cannot take: (secrethash, why) each. Nothing of them was signed."""
+
+    channel_id: ChannelId
+    refused: tuple[tuple[SecretHash, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingRemoved:
     """A proof without these locks of ours was counter-signed: nothing of them can be claimed
     any more, so their payments may be reported failed."""
@@ -101,5 +120,7 @@ ChannelOutput = (
     | SecretLearned
     | OutgoingSettled
     | OutgoingRemoved
+    | FailureReported
+    | LocksRefused
     | ContractSend
 )

@@ -9,11 +9,17 @@ and comes back as a `Fault` to score; any other error is ours and propagates.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from p2pchan.core.channel import chain, close, receive, send, sync
-from p2pchan.core.channel.events import ChannelOutput, Fault, Send, SettleAnswered
+from p2pchan.core.channel.events import (
+    ChannelOutput,
+    Fault,
+    LocksRefused,
+    Send,
+    SettleAnswered,
+)
 from p2pchan.core.channel.state import Channel, ChannelStatus
 from p2pchan.core.outputs import ContractSendClose
 from p2pchan.crypto.keys import Identity
@@ -28,7 +34,7 @@ from p2pchan.l1.events import (
     ChannelUpdated,
     SecretRegistered,
 )
-from p2pchan.types import SecretHash
+from p2pchan.types import Secret, SecretHash
 from p2pchan.wire.channel_messages import (
     ChannelSync,
     LockedTransfer,
@@ -42,6 +48,7 @@ from p2pchan.wire.channel_messages import (
     SettleResponse,
     Unlock,
 )
+from p2pchan.wire.locks import HeldLock
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,41 @@ class Settled:
     nonce_b: int
 
 
+# -- what the payment machines decide about locks ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLocks:
+    """Claim these incoming locks: remember their secrets and reveal them to the partner."""
+
+    secrets: Mapping[SecretHash, Secret]
+
+
+@dataclass(frozen=True, slots=True)
+class FailLocks:
+    """We will not claim these incoming locks: `lock_failed`, with each routed payment's
+    encrypted failure for its payer (`failures`, where there is one)."""
+
+    secrethashes: tuple[SecretHash, ...]
+    reason: str
+    failures: Mapping[SecretHash, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockLocks:
+    """Pay out these locks of ours (their secrets are known) in the next update."""
+
+    secrets: Mapping[SecretHash, Secret]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLocks:
+    """Send these new locks in the next update; those the channel cannot take come back as
+    `LocksRefused`."""
+
+    locks: tuple[HeldLock, ...]
+
+
 ChannelEvent = Any  # a channel message, a layer-1 event or one of the events above
 Handler = Callable[[Channel, Any, Context], tuple[Channel, list[ChannelOutput]]]
 MALFORMED_POINTS = receive.MALFORMED_POINTS
@@ -123,7 +165,7 @@ def _refused(channel: Channel, message: Refused, context: Context) -> tuple[Chan
 
 
 def _lock_failed(channel: Channel, message: LockFailed, _: Context) -> tuple[Channel, list[Any]]:
-    return send.on_lock_failed(channel, message), []
+    return send.on_lock_failed(channel, message)
 
 
 def _reveal(channel: Channel, message: RevealSecret, _: Context) -> tuple[Channel, list[Any]]:
@@ -239,6 +281,30 @@ def _force_close(channel: Channel, event: ForceClose, _: Context) -> tuple[Chann
     return closing, [ContractSendClose(channel.channel_id, proofs, reason)]
 
 
+# -- the payment machines' decisions -----------------------------------------------------------
+
+
+def _claim(channel: Channel, event: ClaimLocks, _: Context) -> tuple[Channel, list[Any]]:
+    return receive.claim_incoming(channel, event.secrets)
+
+
+def _fail(channel: Channel, event: FailLocks, _: Context) -> tuple[Channel, list[Any]]:
+    return receive.fail_incoming(channel, event.secrethashes, event.reason, event.failures)
+
+
+def _unlock(channel: Channel, event: UnlockLocks, _: Context) -> tuple[Channel, list[Any]]:
+    return send.queue_unlocks(channel, dict(event.secrets)), []
+
+
+def _queue(channel: Channel, event: QueueLocks, _: Context) -> tuple[Channel, list[Any]]:
+    channel, refused, waiting = send.queue_some(channel, event.locks)
+    refusals = [(held.secrethash, reason) for held, reason in refused]
+    refusals += [(held.secrethash, "no free lock slot") for held in waiting]
+    if not refusals:
+        return channel, []
+    return channel, [LocksRefused(channel.channel_id, tuple(refusals))]
+
+
 _HANDLERS: dict[type, Handler] = {
     LockedTransfer: _update,
     Unlock: _update,
@@ -264,4 +330,8 @@ _HANDLERS: dict[type, Handler] = {
     SendSync: _send_sync,
     RequestCooperativeSettle: _request_settle,
     ForceClose: _force_close,
+    ClaimLocks: _claim,
+    FailLocks: _fail,
+    UnlockLocks: _unlock,
+    QueueLocks: _queue,
 }

@@ -109,6 +109,9 @@ def on_update(
         accepted_proof=signed,
         refused_nonce=None,
         failed_sent=theirs.failed_sent - removed,
+        failure_packets={h: p for h, p in theirs.failure_packets.items() if h not in removed}
+        if theirs.failure_packets
+        else theirs.failure_packets,
         known_secrets={h: s for h, s in theirs.known_secrets.items() if h not in removed},
         registered={h: b for h, b in theirs.registered.items() if h not in removed},
     )
@@ -324,18 +327,48 @@ def claim_incoming(
 
 
 def fail_incoming(
-    channel: Channel, secrethashes: Sequence[SecretHash], reason: str
+    channel: Channel,
+    secrethashes: Sequence[SecretHash],
+    reason: str,
+    failures: Mapping[SecretHash, bytes] | None = None,
 ) -> tuple[Channel, list[ChannelOutput]]:
-    """Tell the partner we will not claim these locks (we consent to their removal)."""
+    """Tell the partner we will not claim these locks (we consent to their removal), with an
+    onion-encrypted failure for the payer where the lock came through an onion."""
     theirs = channel.theirs
     failing = {
         h for h in secrethashes if theirs.accepted.has_lock(h) and h not in theirs.known_secrets
     }
     if not failing:
         return channel, []
-    theirs = replace(theirs, failed_sent=theirs.failed_sent | failing)
-    message = LockFailed(channel.channel_id, tuple(sorted(failing)), reason[:512])
-    return replace(channel, theirs=theirs), [Send(message)]
+    packets = {h: p for h, p in (failures or {}).items() if h in failing}
+    theirs = replace(
+        theirs,
+        failed_sent=theirs.failed_sent | failing,
+        failure_packets={**theirs.failure_packets, **packets}
+        if packets
+        else theirs.failure_packets,
+    )
+    channel = replace(channel, theirs=theirs)
+    return channel, _lock_failed(channel, sorted(failing), reason)
+
+
+FAILURES_PER_MESSAGE = 100  # encrypted failures of 418 bytes: a message fits one frame
+
+
+def _lock_failed(
+    channel: Channel, hashes: Sequence[SecretHash], reason: str
+) -> list[ChannelOutput]:
+    """`lock_failed` for these locks: one message, or one per hundred where they carry
+    encrypted failures."""
+    packets = channel.theirs.failure_packets
+    if not any(h in packets for h in hashes):
+        return [Send(LockFailed(channel.channel_id, tuple(hashes), reason[:512], ()))]
+    messages: list[ChannelOutput] = []
+    for start in range(0, len(hashes), FAILURES_PER_MESSAGE):
+        chunk = tuple(hashes[start : start + FAILURES_PER_MESSAGE])
+        failures = tuple(packets.get(h, b"") for h in chunk)
+        messages.append(Send(LockFailed(channel.channel_id, chunk, reason[:512], failures)))
+    return messages
 
 
 def reminders(channel: Channel) -> list[ChannelOutput]:
@@ -346,7 +379,7 @@ def reminders(channel: Channel) -> list[ChannelOutput]:
     pending = {h: s for h, s in theirs.known_secrets.items() if theirs.accepted.has_lock(h)}
     if pending:
         outputs.append(Send(RevealSecret(channel.channel_id, tuple(pending.values()))))
-    failing = tuple(sorted(h for h in theirs.failed_sent if theirs.accepted.has_lock(h)))
+    failing = sorted(h for h in theirs.failed_sent if theirs.accepted.has_lock(h))
     if failing:
-        outputs.append(Send(LockFailed(channel.channel_id, failing, "failed")))
+        outputs += _lock_failed(channel, failing, "failed")
     return outputs

@@ -16,6 +16,7 @@ from dataclasses import replace
 from p2pchan.core.channel.direction import DirectionState
 from p2pchan.core.channel.events import (
     ChannelOutput,
+    FailureReported,
     OutgoingRemoved,
     OutgoingSettled,
     SecretLearned,
@@ -376,15 +377,27 @@ def resend_in_flight(channel: Channel, height: int) -> list[BalanceUpdate]:
     return messages
 
 
-def on_lock_failed(channel: Channel, message: LockFailed) -> Channel:
-    """The partner will not claim these locks of ours: queue their removal."""
-    return queue_removals(channel, failed=message.secrethashes)
+def on_lock_failed(channel: Channel, message: LockFailed) -> tuple[Channel, list[ChannelOutput]]:
+    """The partner will not claim these locks of ours: queue their removal, and pass on the
+    onion-encrypted failures of routed payments to their payer."""
+    failures = message.failures
+    if failures and len(failures) != len(message.secrethashes):
+        raise RemoteProtocolError("lock_failed carries failures that do not match its locks")
+    ours = {held.secrethash for held in channel.ours.all_locks()}
+    reported: list[ChannelOutput] = [
+        FailureReported(channel.channel_id, secrethash, packet)
+        for secrethash, packet in zip(message.secrethashes, failures, strict=False)
+        if packet and secrethash in ours
+    ]
+    return queue_removals(channel, failed=message.secrethashes), reported
 
 
 def on_reveal_secret(
     channel: Channel, message: RevealSecret
 ) -> tuple[Channel, list[ChannelOutput]]:
-    """The partner revealed secrets of our locks: it took those payments; unlock them."""
+    """The partner revealed secrets of our locks: it took those payments. Reported, not acted
+    on: the payment machine that owns each lock decides when to unlock it (a mediator close to
+    the expiry registers the secret on layer 1 first)."""
     ours = channel.ours
     learned: dict[SecretHash, Secret] = {}
     # An abandoned lock expired unclaimed and its payment was reported failed: too late to pay.
@@ -399,4 +412,4 @@ def on_reveal_secret(
         SecretLearned(channel.channel_id, secrethash, secret)
         for secrethash, secret in learned.items()
     ]
-    return queue_unlocks(channel, learned), outputs
+    return channel, outputs

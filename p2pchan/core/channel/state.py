@@ -126,6 +126,8 @@ class Theirs:
     accepted: DirectionState = DirectionState()
     accepted_proof: SignedBalanceProof | None = None  # with our counter-signature
     failed_sent: frozenset[SecretHash] = frozenset()  # locks we told them we will not claim
+    # For locks that came through an onion: the encrypted failure the payer reads.
+    failure_packets: dict[SecretHash, bytes] = field(default_factory=dict)
     known_secrets: dict[SecretHash, Secret] = field(default_factory=dict)  # for their locks
     registered: dict[SecretHash, int] = field(default_factory=dict)  # we registered at block
     # The nonce of the first update we refused in a row, until we accept one again (not

@@ -84,8 +84,14 @@ def _reconcile_ours(
         or sum(lock.amount for lock in locks) != proof.locked_amount
     ):
         raise RemoteProtocolError("channel_sync locks do not match the proof's locksroot")
+    # Locks we still know keep their payloads (an onion, for a routed payment): a lock is
+    # sent again with its payload if it must be (the partner holds it already otherwise).
+    payloads = {held.secrethash: held.payload for held in ours.all_locks()}
+    payloads.update((held.secrethash, held.payload) for held in ours.queued_locks)
     adopted = DirectionState(
-        proof.nonce, proof.transferred_amount, tuple(HeldLock(lock) for lock in locks)
+        proof.nonce,
+        proof.transferred_amount,
+        tuple(HeldLock(lock, payloads.get(lock.secrethash, b"")) for lock in locks),
     )
     log.warning(
         "adopted_own_newer_proof",

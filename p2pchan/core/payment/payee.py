@@ -1,9 +1,10 @@
 """The payee's machine: decide on each incoming lock, and follow a claimed one to its end
 (`state.PayeeStatus`).
 
-We claim a lock only if its hop payload matches the lock, reveal_timeout < E - height, and
-either the payload's secret hashes to the lock's secrethash (a spontaneous payment) or an open
-invoice of ours has that hash and asks for at most the amount. A claimed lock's secret is
+We claim a lock only if what it carries for us (`incoming.Final`: a direct payload, or the last
+layer of an onion) matches the lock, reveal_timeout < E - height, and either the payload's
+secret hashes to the lock's secrethash (a spontaneous payment) or an open invoice of ours has
+that hash and asks for at most the amount. A claimed lock's secret is
 stored (with the payment's record, and the invoice marked paid) before it is revealed; any
 other lock is failed (`lock_failed`), which lets the payer remove it.
 """
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pchan.core.channel import receive as channel_receive
-from p2pchan.core.channel.events import ChannelOutput
 from p2pchan.core.channel.state import Channel
 from p2pchan.core.outputs import (
     NotifyPaymentFinal,
@@ -22,16 +21,16 @@ from p2pchan.core.outputs import (
     PersistPayment,
     PersistPaymentOutcome,
 )
-from p2pchan.core.payment import records
+from p2pchan.core.payment import incoming, records
+from p2pchan.core.payment.incoming import Final
 from p2pchan.core.payment.records import PaymentRecord
 from p2pchan.core.payment.state import OpenInvoice, Payee, PayeeStatus
 from p2pchan.core.state import NodeState
 from p2pchan.core.timing import too_close_to_claim
 from p2pchan.crypto.hashing import sha256
-from p2pchan.errors import RemoteProtocolError
 from p2pchan.types import Secret, SecretHash
-from p2pchan.wire.hop_payload import HopPayload
 from p2pchan.wire.locks import HeldLock
+from p2pchan.wire.onion_payload import FailureCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +46,25 @@ class Decline:
 
 def decide_incoming(
     held: HeldLock,
+    final: Final,
     *,
     height: int,
     reveal_timeout: int,
     now_ms: int,
     invoice: OpenInvoice | None,
 ) -> Claim | Decline:
+    """Claim a lock meant for us, or say why not."""
     lock = held.lock
-    try:
-        payload = HopPayload.decode(held.payload)
-    except RemoteProtocolError as error:
-        return Decline(f"unreadable payload: {error}")
-    if (payload.amount, payload.expiration_block) != (lock.amount, lock.expiration_block):
+    if final.expiration != lock.expiration_block:
+        return Decline("the payload does not match the lock")
+    if final.amount > lock.amount or (final.shared_secret is None and final.amount != lock.amount):
         return Decline("the payload does not match the lock")
     if too_close_to_claim(lock.expiration_block, height, reveal_timeout):
         return Decline(f"expires at {lock.expiration_block}: too close to {height}")
-    if payload.secret is not None:
-        if sha256(payload.secret) != lock.secrethash:
+    if final.secret is not None:
+        if sha256(final.secret) != lock.secrethash:
             return Decline("the payload's secret does not match the lock")
-        return Claim(payload.secret, None)
+        return Claim(final.secret, None)
     if invoice is None:
         return Decline("no invoice of ours has this payment hash")
     if invoice.invoice.is_expired(now_ms):
@@ -77,43 +76,43 @@ def decide_incoming(
     return Claim(invoice.record.secret, invoice)
 
 
-def on_incoming_locks(
-    state: NodeState, channel: Channel, locks: tuple[HeldLock, ...]
-) -> tuple[Channel, list[ChannelOutput], list[Output]]:
-    """Claim or fail each new incoming lock. Returns the channel (with the secrets to reveal
-    and the locks failed), its messages, and the records to store first."""
-    if state.withhold_decisions:  # dev attack mode `withhold-reveal`
-        return channel, [], []
+def on_locks(
+    state: NodeState, channel: Channel, locks: list[tuple[HeldLock, Final]]
+) -> tuple[dict[SecretHash, Secret], dict[SecretHash, tuple[str, bytes | None]], list[Output]]:
+    """Decide on the incoming locks meant for us. Returns the secrets to claim them with, the
+    others' reasons (and encrypted failures, for routed payments), and the records to store
+    before anything is revealed."""
     payments = state.payments
     records: list[Output] = []
     claims: dict[SecretHash, Secret] = {}
-    declines: dict[SecretHash, str] = {}
-    for held in locks:
-        invoice = payments.invoices.get(held.secrethash)
+    declines: dict[SecretHash, tuple[str, bytes | None]] = {}
+    for held, final in locks:
+        secrethash = held.secrethash
         decision = decide_incoming(
             held,
+            final,
             height=state.height,
             reveal_timeout=channel.config.reveal_timeout,
             now_ms=state.now_ms,
-            invoice=invoice,
+            invoice=payments.invoices.get(secrethash),
         )
         if isinstance(decision, Decline):
-            declines[held.secrethash] = decision.reason
+            failure = None
+            if final.shared_secret is not None:
+                failure = incoming.sealed(final.shared_secret, FailureCode.UNKNOWN_PAYMENT)
+            declines[secrethash] = (decision.reason, failure)
             continue
-        claims[held.secrethash] = decision.secret
+        claims[secrethash] = decision.secret
         record = PaymentRecord(
-            held.secrethash, "in", channel.partner, channel.channel_id, held.lock.amount, 0,
+            secrethash, "in", channel.partner, channel.channel_id, held.lock.amount, 0,
             "pending", decision.secret, state.now_ms, None, "",
         )  # fmt: skip
-        payments.incoming[held.secrethash] = Payee(record)
+        payments.incoming[secrethash] = Payee(record)
         records.append(PersistPayment(record))
         if decision.invoice is not None:
-            del payments.invoices[held.secrethash]  # paid: it takes no second payment
+            del payments.invoices[secrethash]  # paid: it takes no second payment
             records.append(PersistInvoice(decision.invoice.record._replace(status="paid")))
-    channel, claimed = channel_receive.claim_incoming(channel, claims)
-    reason = "; ".join(sorted(set(declines.values())))
-    channel, failed = channel_receive.fail_incoming(channel, list(declines), reason)
-    return channel, claimed + failed, records
+    return claims, declines, records
 
 
 def finished(

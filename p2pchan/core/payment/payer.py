@@ -1,12 +1,15 @@
 """The payer's machine: start a payment, admit it to its channel, and follow its lock to the
 end (`state.PayerStatus`).
 
-A payment becomes a lock on our channel with the payee. It waits (unsigned: nothing is promised)
-for a free lock slot, at most `ADMISSION_TIMEOUT_MS`; then it is queued for the channel's next
-update, which many payments share (one signature, one disk sync); its record is written with the
-update that first carries its lock. It succeeds when the payee reveals the secret and fails only
-once its lock can no longer be claimed. A payment refused before anything was signed fails at
-once, and is recorded with its reason all the same.
+A payment becomes a lock on our first channel of its route (`routes.plan`: our channel with the
+payee, or the cheapest route over the gossiped graph, its lock carrying an onion). It waits
+(unsigned: nothing is promised) for a free lock slot, at most `ADMISSION_TIMEOUT_MS`; then it is
+queued for the channel's next update, which many payments share (one signature, one disk
+sync); its record is written with the update that first carries its lock. It succeeds when the
+payee's secret comes back and fails only once its lock can no longer be claimed. A routed
+payment whose lock was removed reads the failure a hop sealed for it, and tries another route
+(`retry.py`) until `PAYMENT_TIMEOUT_MS` after it started. A payment refused before anything
+was signed fails at once, and is recorded with its reason all the same.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import replace
 
 from p2pchan.core.channel import send as channel_send
 from p2pchan.core.channel.state import Channel
+from p2pchan.core.invoice import RouteHint
 from p2pchan.core.outputs import (
     NotifyPaymentAdmitted,
     NotifyPaymentFinal,
@@ -22,16 +26,20 @@ from p2pchan.core.outputs import (
     PersistPayment,
     PersistPaymentOutcome,
 )
-from p2pchan.core.payment.records import PaymentRecord, outcome_of
-from p2pchan.core.payment.state import Payer, PayerStatus
+from p2pchan.core.payment import mediator, retry, routes
+from p2pchan.core.payment.records import PaymentRecord, RouteHop, outcome_of
+from p2pchan.core.payment.state import Attempt, Payer, PayerStatus
+from p2pchan.core.routing.route import Route
 from p2pchan.core.state import NodeState
-from p2pchan.core.timing import payer_lock_timeout, too_late_to_send
-from p2pchan.errors import LocalProtocolError
+from p2pchan.core.timing import too_late_to_send
+from p2pchan.errors import LocalProtocolError, NoRoute
 from p2pchan.types import Address, ChannelId, Secret, SecretHash, short_hex
 from p2pchan.wire.hop_payload import PAYLOAD_VERSION, HopPayload
 from p2pchan.wire.locks import HeldLock, Lock
 
 ADMISSION_TIMEOUT_MS = 60_000  # a payment may wait this long for a free lock slot
+PAYMENT_TIMEOUT_MS = 60_000  # no new attempt (another route) starts after this
+MAX_ATTEMPTS = 20
 
 
 def start(
@@ -44,48 +52,89 @@ def start(
     payload_secret: Secret | None,
     known_secret: Secret | None,
     min_lock_timeout: int = 0,
+    hints: tuple[RouteHint, ...] = (),
 ) -> list[Output]:
-    """A new payment: refused at once (and recorded) if it cannot go out, else waiting for
-    admission to its channel (`admit`)."""
+    """A new payment: refused at once (and recorded) if no route takes it now, else waiting
+    for admission to its first channel (`admit`)."""
     payments = state.payments
-    if secrethash in payments.outgoing:
+    if secrethash in payments.outgoing or secrethash in payments.forwards:
         reason = "a payment with this payment hash is already in progress"
         return [NotifyPaymentAdmitted(request_id, secrethash, reason)]
     if secrethash in payments.paid_or_pending:
         reason = "a payment with this payment hash was already paid (or is pending)"
         return [NotifyPaymentAdmitted(request_id, secrethash, reason)]
-    channel = state.channel_with(payee)
-    channel_id = ChannelId(b"") if channel is None else channel.channel_id
-    refusal = _refusal(state, channel, payee, amount)
-    timeout = None
-    if refusal is None and channel is not None:
-        timeout = payer_lock_timeout(channel.lock_window, min_lock_timeout)
-        if timeout is None:
-            refusal = f"the invoice wants a lock timeout of {min_lock_timeout} blocks"
     record = PaymentRecord(
-        secrethash, "out", payee, channel_id, amount, 0, "pending", known_secret,
+        secrethash, "out", payee, ChannelId(b""), amount, 0, "pending", known_secret,
         state.now_ms, None, "",
     )  # fmt: skip
-    if refusal is not None or channel is None or timeout is None:
-        return _refused(request_id, record, refusal or "no usable channel", state.now_ms)
-    expiration = state.height + timeout
-    payload = HopPayload(PAYLOAD_VERSION, amount, expiration, payload_secret).encode()
-    held = HeldLock(Lock(amount, expiration, secrethash), payload)
-    payments.outgoing[secrethash] = Payer(record, held, request_id=request_id)
-    payments.waiting.setdefault(channel.channel_id, []).append(secrethash)
+    refusal = _refusal(state, payee, amount)
+    if refusal is not None:
+        return _refused(request_id, record, refusal, state.now_ms)
+    attempt = Attempt(0, Route(state.us, ()), payload_secret, min_lock_timeout, frozenset(), hints)
+    payer = Payer(record, None, PayerStatus.WAITING, request_id, attempt)
+    try:
+        payer = _planned(state, payer, attempt)
+    except NoRoute as error:
+        return _refused(request_id, record, _no_route_reason(state, payee, error), state.now_ms)
+    payments.outgoing[secrethash] = payer
+    payments.waiting.setdefault(payer.record.channel_id, []).append(secrethash)
     return []
 
 
-def _refusal(state: NodeState, channel: Channel | None, payee: Address, amount: int) -> str | None:
+def _refusal(state: NodeState, payee: Address, amount: int) -> str | None:
     if payee == state.us:
         return "cannot pay ourselves"
     if amount <= 0:
         return "the amount must be positive"
-    if channel is None or not channel.takes_new_transfers:
-        return f"no usable channel with {short_hex(payee)}"
-    if payee not in state.online:
-        return f"peer {short_hex(payee)} is offline: nothing was sent"
     return None
+
+
+def _no_route_reason(state: NodeState, payee: Address, error: NoRoute) -> str:
+    """Said as a user of two-party channels expects it when the payee is (or was) a partner."""
+    channel = state.channel_with(payee)
+    if channel is not None and channel.takes_new_transfers and payee not in state.online:
+        return f"peer {short_hex(payee)} is offline: nothing was sent"
+    if channel is None or not channel.takes_new_transfers:
+        if error.reason == "unknown_target":  # nobody told us of a channel of the payee's
+            return f"no usable channel with {short_hex(payee)}"
+        return f"no usable channel with {short_hex(payee)}, and {error}"
+    return str(error)
+
+
+def _planned(state: NodeState, payer: Payer, attempt: Attempt) -> Payer:
+    """The payer with a lock for this attempt over the route `routes.plan` finds now."""
+    record = payer.record
+    secrethash = record.payment_hash
+    plan = routes.plan(
+        state,
+        Address(record.peer),
+        record.amount,
+        min_lock_timeout=attempt.min_lock_timeout,
+        excluded=attempt.excluded,
+        hints=attempt.hints,
+    )
+    expiration = state.height + plan.lock_timeout
+    first = plan.route.hops[0]
+    if plan.direct:
+        payload = HopPayload(PAYLOAD_VERSION, record.amount, expiration, attempt.payload_secret)
+        packet = payload.encode()
+        routed = None
+    else:
+        key = routes.session_key(state, secrethash, attempt.number)
+        onion = routes.onion_for(plan.route, expiration, attempt.payload_secret, key, secrethash)
+        packet = onion.packet
+        routed = attempt._replace(route=plan.route, failure=None)
+    held = HeldLock(Lock(first.amount, expiration, secrethash), packet)
+    record = record._replace(
+        channel_id=plan.channel.channel_id,
+        fee=plan.route.fee,
+        route=tuple(
+            RouteHop(hop.node_id, hop.channel_id, hop.amount, hop.fee) for hop in plan.route.hops
+        )
+        if routed
+        else (),
+    )
+    return payer._replace(record=record, held=held, attempt=routed)
 
 
 def admit(state: NodeState, channel: Channel) -> tuple[Channel, list[Output]]:
@@ -195,6 +244,8 @@ def succeeded(state: NodeState, secrethash: SecretHash, secret: Secret | None) -
     if payer is None:
         return []  # final already (a later report of the same outcome changes nothing)
     payer.check_move(PayerStatus.SUCCEEDED)
+    if payer.attempt is not None:
+        state.mission.report_attempt(payer.attempt.route.directions(), None, state.now_ms)
     proof = secret if secret is not None else payer.record.secret
     return _final(payer.record, "succeeded", proof, "", state.now_ms)
 
@@ -212,9 +263,42 @@ def failed(state: NodeState, secrethash: SecretHash, reason: str) -> list[Output
     return _final(payer.record, "failed", None, reason, state.now_ms)
 
 
+def failure_reported(state: NodeState, secrethash: SecretHash, packet: bytes) -> None:
+    """A hop failed our routed attempt and says why (encrypted for us): kept until the lock's
+    removal is counter-signed, when we read it and try another route."""
+    payer = state.payments.outgoing.get(secrethash)
+    if payer is not None and payer.attempt is not None and payer.status == PayerStatus.LOCKED:
+        attempt = payer.attempt._replace(failure=packet)
+        state.payments.outgoing[secrethash] = payer._replace(attempt=attempt)
+
+
+def removed(state: NodeState, secrethash: SecretHash, reason: str) -> list[Output]:
+    """Our lock is gone unpaid. A routed payment learns from the failure and tries another
+    route while its timeout lasts; anything else fails."""
+    payer = state.payments.outgoing.get(secrethash)
+    if payer is None or payer.attempt is None or payer.status != PayerStatus.LOCKED:
+        return failed(state, secrethash, reason)
+    attempt = payer.attempt
+    learned = retry.learn(state, secrethash, attempt)
+    if learned.final:
+        return failed(state, secrethash, learned.why)
+    if state.now_ms >= payer.record.created_ms + PAYMENT_TIMEOUT_MS:
+        return failed(state, secrethash, f"{learned.why}; the payment timed out")
+    if attempt.number + 1 >= MAX_ATTEMPTS:
+        return failed(state, secrethash, f"{learned.why}; gave up after {MAX_ATTEMPTS} routes")
+    following = attempt._replace(number=attempt.number + 1, excluded=learned.excluded)
+    try:
+        payer = _planned(state, payer.moved_to(PayerStatus.WAITING), following)
+    except NoRoute as error:
+        return failed(state, secrethash, f"{learned.why}; {error}")
+    state.payments.outgoing[secrethash] = payer
+    state.payments.waiting.setdefault(payer.record.channel_id, []).append(secrethash)
+    return []
+
+
 def fail_queued(state: NodeState, channel: Channel, reason: str) -> tuple[Channel, list[Output]]:
     """The channel can no longer take new locks: the payments queued for it, never signed,
-    fail now."""
+    fail now (and forwards queued for it fail upstream)."""
     queued = channel.ours.queued_locks
     if not queued:
         return channel, []
@@ -222,6 +306,8 @@ def fail_queued(state: NodeState, channel: Channel, reason: str) -> tuple[Channe
     outputs: list[Output] = []
     for held in queued:
         outputs += failed(state, held.secrethash, reason)
+    refusals = tuple((held.secrethash, reason) for held in queued)
+    outputs += mediator.refused(state, refusals)
     return channel, outputs
 
 

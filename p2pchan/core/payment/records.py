@@ -1,7 +1,8 @@
 """Payment and invoice records: what the node keeps of each payment and invoice, in its
 database and in `payments` / `invoices`.
 
-A payment has one record per direction (`out`: we pay, `in`: we are paid), created pending and
+A payment has one record per direction (`out`: we pay, `in`: we are paid, `forward`: we passed
+it on for a fee), created pending and
 made final once (`PaymentOutcome`): succeeded or failed, with the secret (the payer's proof of
 payment) or the reason. Records are named tuples: two are built per payment and node, and a
 frozen dataclass of eleven fields costs 1.7 us to build against 0.4 us (measured; in a
@@ -17,9 +18,18 @@ from p2pchan.types import ChannelId, Secret, SecretHash
 PAYMENT_STATUSES = ("pending", "succeeded", "failed")
 
 
+class RouteHop(NamedTuple):
+    """One hop of a routed payment as its record keeps it (`routing.route.Hop`)."""
+
+    node_id: bytes
+    channel_id: bytes
+    amount: int
+    fee: int
+
+
 class PaymentRecord(NamedTuple):
     payment_hash: SecretHash
-    direction: str  # "out" (we pay) or "in" (we are paid)
+    direction: str  # "out" (we pay), "in" (we are paid) or "forward" (we pass it on)
     peer: bytes
     channel_id: ChannelId
     amount: int
@@ -29,6 +39,7 @@ class PaymentRecord(NamedTuple):
     created_ms: int
     finished_ms: int | None
     error: str
+    route: tuple[RouteHop, ...] = ()  # a routed payment's hops, the payee last (direct: none)
 
 
 class InvoiceRecord(NamedTuple):

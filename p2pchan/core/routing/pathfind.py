@@ -39,7 +39,7 @@ from p2pchan.core.payment.fees import forwarding_fee
 from p2pchan.core.routing.graph import ChannelGraph, DirectedEdge
 from p2pchan.core.routing.route import HOP_TIE, MAX_HOPS, Hop, Route, RouteQuery
 from p2pchan.errors import LocalProtocolError, NoRoute
-from p2pchan.types import HASH_SIZE, KEY_SIZE, U64_MAX
+from p2pchan.types import HASH_SIZE, KEY_SIZE, U64_MAX, short_hex
 
 if TYPE_CHECKING:
     from p2pchan.core.routing.bounds import Bounds
@@ -114,10 +114,11 @@ def _check(graph: ChannelGraph, query: RouteQuery) -> None:
     if query.source == query.target:
         raise NoRoute("source_is_target", "cannot route a payment to ourselves")
     if not graph.has_node(query.target):
-        raise NoRoute("unknown_target", f"node {query.target.hex()} is not in the graph")
+        raise NoRoute("unknown_target", f"node {short_hex(query.target)} is not in the graph")
     ours = graph.outgoing(query.source)
     if not ours:
-        raise NoRoute("unknown_source", f"node {query.source.hex()} has no channel in the graph")
+        source = short_hex(query.source)
+        raise NoRoute("unknown_source", f"node {source} has no channel in the graph")
     sendable = max((query.local_balances.get(edge.channel_id, 0) for edge in ours), default=0)
     if sendable < query.amount:
         raise NoRoute(
@@ -129,7 +130,7 @@ def _check(graph: ChannelGraph, query: RouteQuery) -> None:
 def _no_path(query: RouteQuery) -> NoRoute:
     return NoRoute(
         "no_path",
-        f"no path to {query.target.hex()} carries {query.amount} within a fee cap of "
+        f"no path to {short_hex(query.target)} carries {query.amount} within a fee cap of "
         f"{query.fee_cap}, {query.max_hops} hops and a lock timeout of {query.lock_timeout}",
     )
 

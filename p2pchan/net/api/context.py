@@ -11,6 +11,7 @@ from p2pchan.net.config import NodeConfig
 from p2pchan.net.driver import Driver
 from p2pchan.net.l1_link import L1Link
 from p2pchan.net.peers import PeerManager
+from p2pchan.net.plasma_wallets import PlasmaWallets
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,4 @@ class NodeContext:
     link: L1Link
     wallet: Wallet
     chain: ChainWatcher
+    plasma: PlasmaWallets

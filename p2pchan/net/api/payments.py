@@ -20,7 +20,7 @@ import trio
 from p2pchan.core.inputs import ActionCreateInvoice, ActionPay, ActionSend
 from p2pchan.core.invoice import DEFAULT_EXPIRY_SECONDS, Invoice, decode_invoice
 from p2pchan.core.outputs import NotifyInvoiceCreated
-from p2pchan.core.payment.records import PAYMENT_STATUSES, PaymentRecord
+from p2pchan.core.payment.records import PAYMENT_STATUSES, PaymentRecord, RouteHop
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import ChainError, UserError
 from p2pchan.net.api.context import NodeContext
@@ -76,7 +76,15 @@ def register(rpc: RpcServer, node: NodeContext) -> None:
             "expiry_seconds": invoice.expiry_seconds,
             "expires_ms": invoice.expires_at_ms(),
             "min_final_lock_timeout": invoice.min_final_lock_timeout,
-            "route_hints": [invoice.route_hints.hex()] if invoice.route_hints else [],
+            "route_hints": [
+                {
+                    "node_id": hint.node_id.hex(),
+                    "channel_id": hint.channel_id.hex(),
+                    "fee_base": hint.fee_base,
+                    "fee_ppm": hint.fee_ppm,
+                }
+                for hint in invoice.hints()
+            ],
         }
 
     async def invoice(params: dict[str, Any]) -> dict[str, Any]:
@@ -227,17 +235,24 @@ def payment_result(record: PaymentRecord, now: int) -> dict[str, Any]:
         "preimage": record.secret.hex() if record.secret and record.status == "succeeded" else None,
         "amount": record.amount,
         "fee": record.fee,
-        "route": [
-            {
-                "node_id": record.peer.hex(),
-                "channel_id": record.channel_id.hex(),
-                "amount": record.amount,
-                "fee": 0,
-            }
-        ],
+        "route": route_json(record),
         "duration_ms": max(finished - record.created_ms, 0),
         "error": record.error or None,
     }
+
+
+def route_json(record: PaymentRecord) -> list[dict[str, Any]]:
+    """The hops a payment took (one, for a payment over our channel with the payee)."""
+    hops = record.route or (RouteHop(record.peer, record.channel_id, record.amount, 0),)
+    return [
+        {
+            "node_id": hop.node_id.hex(),
+            "channel_id": hop.channel_id.hex(),
+            "amount": hop.amount,
+            "fee": hop.fee,
+        }
+        for hop in hops
+    ]
 
 
 def payment_json(record: PaymentRecord) -> dict[str, Any]:
@@ -249,6 +264,7 @@ def payment_json(record: PaymentRecord) -> dict[str, Any]:
         "channel_id": record.channel_id.hex() or None,  # none: refused before any channel
         "amount": record.amount,
         "fee": record.fee,
+        "route": [hop.node_id.hex() for hop in record.route],
         "status": record.status,
         "created_ms": record.created_ms,
         "finished_ms": record.finished_ms,

@@ -3,10 +3,14 @@ what every node's own records say. Pure: the run gathers `Observations`, this ju
 
 1 conservation: the chain's supply is what the faucet granted, and equals every account's
   balance + what the contract holds + fees burned; once every channel settled, the contract
-  holds nothing.
+  holds nothing; and per channel, what its two ends say layer 1 paid them adds up to what was
+  deposited in it (money moves between channels only by payments, never leaks out of one).
 2 books: per honest node, final layer-1 balance = granted - sent - fees paid - layer-1 fees
-  + received + fees earned, all from its own payment records; and every succeeded payment is
-  succeeded at both ends, for the same amount.
+  + received + fees earned (a mediator's `forward` records), all from its own payment records;
+  and per payment, it completed at both ends for the same amount or failed at both, and the
+  fee its payer paid is what its mediators earned. A payment an attacker took part in (as
+  payer, payee or mediator) is excused from those cross-checks: an attacker may leave a payee
+  paid and its payer not, at its own cost; invariant 3 still judges every honest node's funds.
 3 no honest node loses: its final balance is at least what its records entitle it to
   (an attacker's gains show up here as its victim's loss).
 4 every payment of an honest node ended succeeded or failed.
@@ -80,6 +84,15 @@ class ChainProof:
     forced: bool  # settled after a close, not cooperatively
 
 
+@dataclass(frozen=True)
+class SettledEnd:
+    """What one end of a channel says layer 1 paid it (None: it never saw the channel settle)."""
+
+    node: str
+    channel_id: str
+    paid: int | None
+
+
 @dataclass
 class Observations:
     supply: int
@@ -94,6 +107,8 @@ class Observations:
     chain_events: list[ChainNonces] = field(default_factory=list)
     chain_proofs: list[ChainProof] = field(default_factory=list)
     other_accounts: int = 0  # balances of accounts that are none of the nodes
+    deposits: dict[str, int] = field(default_factory=dict)  # channel → its deposits (layer 1)
+    settled: list[SettledEnd] = field(default_factory=list)
 
 
 @dataclass
@@ -140,6 +155,21 @@ def _conservation(o: Observations) -> Iterable[str]:
         )
     if o.contract_holdings:
         yield f"the contract still holds {o.contract_holdings} after every channel settled"
+    ends: dict[str, list[SettledEnd]] = defaultdict(list)
+    for end in o.settled:
+        ends[end.channel_id].append(end)
+    for channel_id, both in sorted(ends.items()):
+        short = channel_id[:12]
+        unsettled = [end.node for end in both if end.paid is None and end.node in o.honest]
+        if unsettled:
+            yield f"channel {short}: {', '.join(unsettled)} never saw it settle"
+        paid = [end.paid for end in both if end.paid is not None]
+        deposited = o.deposits.get(channel_id)
+        if len(paid) == 2 and deposited is not None and sum(paid) != deposited:
+            yield (
+                f"channel {short}: its ends were paid {paid[0]} + {paid[1]} = {sum(paid)}, "
+                f"{deposited} was deposited"
+            )
 
 
 @dataclass
@@ -183,31 +213,39 @@ def _books(o: Observations) -> Iterable[str]:
         final = o.balances.get(alias, 0)
         if final != expected:
             yield f"{alias} holds {final} on layer 1, its records say {expected}"
-    ends: dict[str, list[tuple[str, Record]]] = defaultdict(list)
+    by_payment: dict[str, list[tuple[str, Record]]] = defaultdict(list)
     for alias, records in o.records.items():
         for record in records:
-            if record.direction in ("out", "in"):
-                ends[record.payment_hash].append((alias, record))
-    for payment_hash, entries in sorted(ends.items()):
-        outs = [(alias, r) for alias, r in entries if r.direction == "out"]
-        ins = [(alias, r) for alias, r in entries if r.direction == "in"]
-        short = payment_hash[:12]
-        for alias, record in outs:
-            if (
-                alias in o.honest
-                and record.status == "succeeded"
-                and not any(r.status == "succeeded" for _, r in ins)
-            ):
-                yield f"payment {short} succeeded for its payer {alias} but no payee received it"
-        for alias, record in ins:
-            if alias not in o.honest or record.status != "succeeded":
-                continue
-            paid = [r for _, r in outs if r.status == "succeeded"]
-            if outs and not paid:
-                yield f"payment {short} received by {alias} but failed for its payer"
-            for r in paid:
-                if r.amount != record.amount:
-                    yield f"payment {short}: paid {r.amount}, {alias} received {record.amount}"
+            by_payment[record.payment_hash].append((alias, record))
+    for payment_hash, entries in sorted(by_payment.items()):
+        if all(alias in o.honest for alias, _ in entries):
+            yield from _one_payment(payment_hash[:12], entries)
+
+
+def _one_payment(short: str, entries: list[tuple[str, Record]]) -> Iterable[str]:
+    """One payment seen by honest nodes only: both ends agree, the fees add up."""
+    outs = [(alias, r) for alias, r in entries if r.direction == "out"]
+    ins = [(alias, r) for alias, r in entries if r.direction == "in"]
+    forwards = [(alias, r) for alias, r in entries if r.direction == "forward"]
+    paid = [(alias, r) for alias, r in outs if r.status == "succeeded"]
+    received = [(alias, r) for alias, r in ins if r.status == "succeeded"]
+    earned = [(alias, r) for alias, r in forwards if r.status == "succeeded"]
+    for alias, _ in paid:
+        if not received:
+            yield f"payment {short} succeeded for its payer {alias} but no payee received it"
+    for alias, record in received:
+        if outs and not paid:
+            yield f"payment {short} received by {alias} but failed for its payer"
+        for _, r in paid:
+            if r.amount != record.amount:
+                yield f"payment {short}: paid {r.amount}, {alias} received {record.amount}"
+    for _, r in paid:
+        fees = sum(f.fee for _, f in earned)
+        if fees != r.fee:
+            yield f"payment {short}: its payer paid {r.fee} in fees, its mediators earned {fees}"
+    if outs and not paid:
+        for alias, _ in earned:
+            yield f"payment {short} failed for its payer but {alias} earned a fee forwarding it"
 
 
 def _no_honest_loss(o: Observations) -> Iterable[str]:

@@ -1,6 +1,7 @@
-"""What a chaos run looks at: each node's channels (sampled through the run, for invariant 5)
-and payment records, and layer 1 at the end (supply, balances, every block's transactions and
-contract events, each channel's settled record). Turns them into `invariants.Observations`.
+"""What a chaos run looks at: each node's channels (sampled through the run, for invariant 5,
+and at the end: what it says layer 1 paid it) and payment records, and layer 1 at the end
+(supply, balances, every block's transactions and contract events, each channel's deposits and
+settled record). Turns them into `invariants.Observations`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 import trio
 
-from p2pchan.errors import P2pchanError
+from p2pchan.errors import P2pchanError, UserError
 from p2pchan.l1.client import L1Client, subscribe
 from p2pchan.l1.events import ChannelClosed, ChannelUpdated
 from p2pchan.l1.transactions import decode_transaction
@@ -21,6 +22,7 @@ from p2pchan_cli.chaos.invariants import (
     ChannelSample,
     Observations,
     Record,
+    SettledEnd,
 )
 from p2pchan_cli.localnet.network import HOST, Network
 
@@ -65,6 +67,28 @@ def records_of(payments: Iterable[dict[str, Any]]) -> list[Record]:
     ]
 
 
+def settled_of(alias: str, channels: Iterable[dict[str, Any]]) -> list[SettledEnd]:
+    return [
+        SettledEnd(
+            alias,
+            str(c["channel_id"]),
+            int(c["settled_balance"]) if c.get("settled_balance") is not None else None,
+        )
+        for c in channels
+    ]
+
+
+async def settled_ends(network: Network) -> list[SettledEnd]:
+    """Every node's word on what layer 1 paid it per channel (all nodes are up by now)."""
+    ends: list[SettledEnd] = []
+    for alias, node in network.nodes.items():
+        try:
+            ends += settled_of(alias, await node.call("channels"))
+        except (P2pchanError, OSError) as error:
+            raise UserError(f"cannot read {alias}'s channels: {error}") from None
+    return ends
+
+
 async def observe_chain(
     network: Network,
     honest: set[str],
@@ -87,6 +111,7 @@ async def observe_chain(
                 if sender is not None:
                     l1_fees[sender] += transaction.fee
         proofs: list[ChainProof] = []
+        deposits: dict[str, int] = {}
         participants: dict[str, tuple[str, str]] = {}
         for channel_id in network.channel_ids.values():
             record = await client.channel(ChannelId(bytes.fromhex(channel_id)))
@@ -95,6 +120,7 @@ async def observe_chain(
             a = alias_of.get(record.participant_a.hex(), record.participant_a.hex())
             b = alias_of.get(record.participant_b.hex(), record.participant_b.hex())
             participants[channel_id] = (a, b)
+            deposits[channel_id] = record.total_deposit
             forced = record.closer is not None
             for sender, receiver, proof in ((a, b, record.proof_a), (b, a, record.proof_b)):
                 proofs.append(
@@ -125,4 +151,6 @@ async def observe_chain(
         samples=samples,
         chain_events=events,
         chain_proofs=proofs,
+        deposits=deposits,
+        settled=await settled_ends(network),
     )

@@ -14,6 +14,7 @@ from p2pchan_cli.chaos.invariants import (
     ChannelSample,
     Observations,
     Record,
+    SettledEnd,
     check,
 )
 
@@ -53,6 +54,29 @@ def clean() -> Observations:
             ChainProof(CHANNEL, "alice", "bob", 2, 100, forced=True),
             ChainProof(CHANNEL, "bob", "alice", 0, 0, forced=True),
         ],
+        deposits={CHANNEL: 500},
+        settled=[SettledEnd("alice", CHANNEL, 400), SettledEnd("bob", CHANNEL, 100)],
+    )
+
+
+HOPPED = "ee" * 32
+
+
+def hopped() -> Observations:
+    """Alice paid Carol 100 through Bob, who kept a fee of 2 (the channels settled since)."""
+    return Observations(
+        supply=3000,
+        burned=0,
+        contract_holdings=0,
+        granted={"alice": 1000, "bob": 1000, "carol": 1000},
+        balances={"alice": 898, "bob": 1002, "carol": 1100},
+        l1_fees={},
+        records={
+            "alice": [Record(HOPPED, "out", 100, 2, "succeeded")],
+            "bob": [Record(HOPPED, "forward", 100, 2, "succeeded")],
+            "carol": [Record(HOPPED, "in", 100, 0, "succeeded")],
+        },
+        honest={"alice", "bob", "carol"},
     )
 
 
@@ -103,6 +127,56 @@ def test_a_payee_without_the_payers_payment_breaks_invariant_2() -> None:
         granted={"alice": 1000, "bob": 900},
     )
     assert "succeeded for its payer alice but no payee received it" in failing(observed)["2_books"]
+
+
+def test_a_multi_hop_payment_whose_fees_add_up_passes() -> None:
+    assert check(hopped()).ok
+
+
+def test_fees_that_do_not_add_up_break_invariant_2() -> None:
+    records = dict(hopped().records, bob=[Record(HOPPED, "forward", 100, 3, "succeeded")])
+    observed = replace(
+        hopped(), records=records, balances={"alice": 898, "bob": 1003, "carol": 1100}
+    )
+    assert "its payer paid 2 in fees, its mediators earned 3" in failing(observed)["2_books"]
+
+
+def test_a_mediator_paid_for_a_failed_payment_breaks_invariant_2() -> None:
+    records = {
+        "alice": [Record(HOPPED, "out", 100, 2, "failed")],
+        "bob": [Record(HOPPED, "forward", 100, 2, "succeeded")],
+        "carol": [Record(HOPPED, "in", 100, 0, "failed")],
+    }
+    observed = replace(
+        hopped(), records=records, balances={"alice": 1000, "bob": 1002, "carol": 998}
+    )
+    found = failing(observed)["2_books"]
+    assert "failed for its payer but bob earned a fee forwarding it" in found
+
+
+def test_a_payee_paid_while_its_payer_failed_breaks_invariant_2_unless_an_attacker_mediated() -> (
+    None
+):
+    records = {
+        "alice": [Record(HOPPED, "out", 100, 2, "failed")],
+        "bob": [Record(HOPPED, "forward", 100, 2, "failed")],
+        "carol": [Record(HOPPED, "in", 100, 0, "succeeded")],
+    }
+    balances = {"alice": 1000, "bob": 900, "carol": 1100}
+    observed = replace(hopped(), records=records, balances=balances)
+    assert "received by carol but failed for its payer" in failing(observed)["2_books"]
+    # Bob withheld the secret upstream: he paid Carol and lost it; nobody honest lost anything
+    attacked = replace(observed, honest={"alice", "carol"})
+    assert check(attacked).ok
+
+
+def test_a_channel_whose_ends_were_paid_more_than_its_deposits_breaks_conservation() -> None:
+    ends = [SettledEnd("alice", CHANNEL, 410), SettledEnd("bob", CHANNEL, 100)]
+    found = failing(replace(clean(), settled=ends))["1_conservation"]
+    assert "its ends were paid 410 + 100 = 510, 500 was deposited" in found
+    ends = [SettledEnd("alice", CHANNEL, 400), SettledEnd("bob", CHANNEL, None)]
+    found = failing(replace(clean(), settled=ends))["1_conservation"]
+    assert "bob never saw it settle" in found
 
 
 def test_an_honest_node_that_lost_funds_breaks_invariant_3_and_an_attacker_does_not() -> None:

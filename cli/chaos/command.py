@@ -28,6 +28,7 @@ from p2pchan_cli.localnet.topology import load_topology
 from p2pchan_cli.params import SECONDS, Command, CountType
 
 MIN_DURATION = 5.0
+MAX_REASONS = 5
 
 
 def replay_command(options: ChaosOptions, topology_name: str, faults: str) -> str:
@@ -68,7 +69,12 @@ def report_view(report: dict[str, Any]) -> str:
         f"faults: {_counts(report['faults']) or 'none'}"
         + (f" (skipped: {_counts(report['faults_skipped'])})" if report["faults_skipped"] else ""),
         f"payments: {payments['attempted']} attempted, {payments['succeeded']} succeeded, "
-        f"{payments['failed']} failed, {payments['pending']} without a final answer in time",
+        f"{payments['failed']} failed, {payments['pending']} without a final answer in time; "
+        f"{payments['multi_hop']} of those succeeded crossed more than one hop",
+        *(
+            f"  failed {count}x: {reason}"
+            for reason, count in list(payments["failure_reasons"].items())[:MAX_REASONS]
+        ),
         f"attackers (excluded from 2-4): {', '.join(report['attackers']) or 'none'}",
         "invariants:",
         *(f"  {name}: {verdict}" for name, verdict in report["invariants"].items()),

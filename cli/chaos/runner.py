@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 import trio
 
+from p2pchan.core.timing import PAYER_LOCK_TIMEOUT
 from p2pchan.errors import P2pchanError, UserError
 from p2pchan_cli.chaos.faults import Injector
 from p2pchan_cli.chaos.invariants import ChannelSample, Record, Verdict, check
@@ -44,7 +45,6 @@ PING_INTERVAL = 0.5
 PONG_TIMEOUT = 1.0
 RECONNECT_MAX = 1.0
 REVEAL_TIMEOUT_BLOCKS = 10  # the nodes' default
-PAYER_LOCK_TIMEOUT_BLOCKS = 50
 SAMPLE_INTERVAL = 1.0
 POLL_INTERVAL = 0.5
 
@@ -139,7 +139,14 @@ class ChaosRun:
             skipped=dict(self.injector.skipped),
             payments={
                 key: summary[key]
-                for key in ("attempted", "succeeded", "failed", "pending", "failure_reasons")
+                for key in (
+                    "attempted",
+                    "succeeded",
+                    "failed",
+                    "pending",
+                    "multi_hop",
+                    "failure_reasons",
+                )
             },
             verdict=verdict,
             attackers=sorted(self.injector.attackers),
@@ -188,7 +195,7 @@ class ChaosRun:
         nursery.start_soon(self._sampler)
         datadirs = {alias: node.datadir for alias, node in self.network.nodes.items()}
         node_ids = {alias: node.node_id for alias, node in self.network.nodes.items()}
-        payment_timeout = topology.block_time * PAYER_LOCK_TIMEOUT_BLOCKS
+        payment_timeout = topology.block_time * PAYER_LOCK_TIMEOUT
         result: list[tuple[list[PaymentOutcome], float]] = []
 
         async def payments() -> None:
@@ -231,7 +238,7 @@ class ChaosRun:
         started = time.monotonic()
         block_time = self.options.topology.block_time
         longest_window = max((c.settle_timeout for c in self.options.topology.channels), default=20)
-        resolve_deadline = block_time * (PAYER_LOCK_TIMEOUT_BLOCKS + longest_window + 40) + 60
+        resolve_deadline = block_time * (PAYER_LOCK_TIMEOUT + longest_window + 40) + 60
         with trio.move_on_after(resolve_deadline):
             await poll_until(self._all_resolved, POLL_INTERVAL)
         self._phase("payments resolved", started)
@@ -240,7 +247,7 @@ class ChaosRun:
             for ends, channel_id in self.network.channel_ids.items():
                 opener = sorted(ends)[0]
                 nursery.start_soon(self._close, opener, channel_id)
-        settle_deadline = block_time * (longest_window + 2 * PAYER_LOCK_TIMEOUT_BLOCKS) + 120
+        settle_deadline = block_time * (longest_window + 2 * PAYER_LOCK_TIMEOUT) + 120
         with trio.move_on_after(settle_deadline):
             await poll_until(self._all_settled, POLL_INTERVAL)
         self._phase("channels settled", started)

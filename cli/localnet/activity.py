@@ -6,8 +6,8 @@ An activity file has one flow per line, JSON: `{"from": "alice", "to": "carol", 
 comments skipped; a flow pays `count` times, `interval` seconds apart. A random plan draws
 Poisson arrivals at `rate` per second for `duration` seconds, each a pair and a log-uniform
 size, all from `random.Random(seed)`: the same seed, topology and options give the same plan.
-Pairs are any two distinct nodes (multi-hop once the nodes route; until then a pair that shares
-no channel fails with the node's reason), or only channel neighbours with `neighbours_only`.
+Pairs are any two distinct nodes (paid across hops where they share no channel; a pair with no
+route fails with the node's reason), or only channel neighbours with `neighbours_only`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -189,11 +190,14 @@ def summarize(
     outcomes: Sequence[PaymentOutcome], seconds: float, aliases_by_id: dict[str, str]
 ) -> dict[str, Any]:
     """`attempted, succeeded, failed, pending, payments_per_s` (succeeded per second),
+    `multi_hop` (succeeded across more than one hop),
     `p50_ms, p99_ms` (of succeeded payments), `failure_reasons`, and per node `sent,
     received, fees_paid, fees_earned` (from succeeded payments)."""
     counts = Counter(outcome.status for outcome in outcomes)
     reasons = Counter(
-        outcome.error or "no reason given" for outcome in outcomes if outcome.status == "failed"
+        reason_kind(outcome.error, aliases_by_id)
+        for outcome in outcomes
+        if outcome.status == "failed"
     )
     latencies = sorted(o.duration_ms for o in outcomes if o.status == "succeeded")
     per_node: dict[str, dict[str, int]] = {
@@ -218,11 +222,26 @@ def summarize(
         "pending": counts["pending"],
         "seconds": round(seconds, 3),
         "payments_per_s": round(counts["succeeded"] / seconds, 2) if seconds > 0 else None,
+        "multi_hop": sum(1 for o in outcomes if o.status == "succeeded" and len(o.route) > 1),
         "p50_ms": round(statistics.median(latencies), 3) if latencies else None,
         "p99_ms": round(_percentile(latencies, 0.99), 3) if latencies else None,
         "failure_reasons": dict(reasons.most_common()),
         "nodes": per_node,
     }
+
+
+def reason_kind(error: str | None, aliases_by_id: dict[str, str]) -> str:
+    """A failure reason with node ids as aliases and numbers as N, so that failures of one
+    kind count together (`peer bob is offline`, `... can send N (at most N)`)."""
+    if not error:
+        return "no reason given"
+    for node_id, alias in aliases_by_id.items():
+        shown = node_id if len(node_id) <= 15 else f"{node_id[:8]}…{node_id[-6:]}"  # short_hex
+        error = error.replace(shown, alias)
+    return _NUMBER.sub("N", error)
+
+
+_NUMBER = re.compile(r"\b\d+\b")
 
 
 def _percentile(ordered: Sequence[float], fraction: float) -> float:

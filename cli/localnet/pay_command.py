@@ -109,7 +109,8 @@ def summary_view(summary: dict[str, Any]) -> str:
     lines = [
         f"{summary['attempted']} payments in {summary['seconds']:.1f} s: "
         f"{summary['succeeded']} succeeded, {summary['failed']} failed, "
-        f"{summary['pending']} pending; {summary['payments_per_s']} succeeded per second, "
+        f"{summary['pending']} pending ({summary['multi_hop']} succeeded across hops); "
+        f"{summary['payments_per_s']} succeeded per second, "
         f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms"
         + (f" (seed {summary['seed']})" if summary["seed"] is not None else ""),
     ]

@@ -14,6 +14,7 @@ from p2pchan_cli.localnet.activity import (
     parse_activity,
     payment_pairs,
     random_plan,
+    reason_kind,
     summarize,
 )
 from p2pchan_cli.localnet.topology import load_topology
@@ -153,6 +154,7 @@ def test_the_summary_counts_latencies_and_books_per_node() -> None:
         1,
     )
     assert summary["payments_per_s"] == 1.0
+    assert summary["multi_hop"] == 1  # alice → bob → carol; alice → bob is direct
     assert (summary["p50_ms"], summary["p99_ms"]) == (20.0, 30.0)
     assert summary["failure_reasons"] == {"no route": 1}
     assert summary["nodes"]["alice"] == {
@@ -164,3 +166,12 @@ def test_the_summary_counts_latencies_and_books_per_node() -> None:
     assert summary["nodes"]["bob"] == {"sent": 0, "received": 50, "fees_paid": 0, "fees_earned": 3}
     assert summary["nodes"]["carol"]["received"] == 100
     assert csv_row(outcomes[2])[5:] == ["failed", 0, 10.0, "", "no route"]
+
+
+def test_failure_reasons_of_one_kind_count_together() -> None:
+    ids = {"ab" * 32: "n001", "cd" * 32: "bob"}
+    offline = "peer abababab…ababab is offline: nothing was sent"
+    assert reason_kind(offline, ids) == "peer n001 is offline: nothing was sent"
+    short = "no channel of ours can send 993 (at most 0), 20 hops"
+    assert reason_kind(short, ids) == "no channel of ours can send N (at most N), N hops"
+    assert reason_kind(None, ids) == reason_kind("", ids) == "no reason given"

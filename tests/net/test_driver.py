@@ -246,3 +246,44 @@ async def test_a_payment_waiting_for_a_lock_slot_gives_up_after_the_admission_ti
             }
     finally:
         setup.database.close()
+
+
+async def test_a_step_cancelled_while_its_write_waits_still_writes_what_it_did(
+    setup: Setup, nursery: trio.Nursery
+) -> None:
+    """A peer's session may end (its task cancelled) while its step waits for the disk; the
+    step has already moved the state in memory, so its write must still happen, or the node
+    would go on from a state its disk never held (found in a chaos run: a payment received and
+    paid out with no record of it)."""
+    disk_free = trio.Event()
+    run = setup.database.run
+
+    async def busy(work: Any) -> Any:
+        await disk_free.wait()  # another writer (an RPC's read, a gossip batch) holds the disk
+        return await run(work)
+
+    setup.database.run = busy  # type: ignore[method-assign]
+    transfer = a_transfer(setup.partner)
+    received = ReceiveChannelMessages(
+        setup.partner.node_id, CHANNEL, (transfer,), setup.driver.clock()
+    )
+    session = trio.CancelScope()
+    ended = trio.Event()
+
+    async def session_task() -> None:
+        with session:
+            await setup.driver.step([received])
+        ended.set()
+
+    with trio.fail_after(5):
+        nursery.start_soon(session_task)
+        await trio.testing.wait_all_tasks_blocked()
+        session.cancel()  # the session ends while the step waits for the disk
+        await trio.testing.wait_all_tasks_blocked()
+        disk_free.set()
+        await ended.wait()
+    in_memory = setup.driver.state.channels[CHANNEL]
+    assert in_memory.theirs.accepted.nonce == 1
+    assert stored_channel(setup.database).theirs.accepted.nonce == 1
+    [held] = transfer.locks
+    assert (held.secrethash, "in") in setup.database.run_now(fold_payments)

@@ -34,13 +34,18 @@ from p2pchan_cli.common import global_options, run
 from p2pchan_cli.demo_plasma import plasma_story
 from p2pchan_cli.localnet.network import HOST, Network
 from p2pchan_cli.localnet.supervisor import poll_until
-from p2pchan_cli.localnet.topology import ChannelSpec, FeePolicy, NodeSpec, Topology
+from p2pchan_cli.localnet.topology import (
+    DEFAULT_SETTLE_TIMEOUT,
+    ChannelSpec,
+    FeePolicy,
+    NodeSpec,
+    Topology,
+)
 from p2pchan_cli.processes import ChildProcess
 
 FUNDS = 100_000
 BLOCK_TIME = 0.2
-SETTLE_TIMEOUT = 50  # blocks: 10 s for Bob to come back and answer the cheat (and >= the
-# payer lock timeout: a channel with a shorter window forwards no multi-hop lock)
+SETTLE_TIMEOUT = DEFAULT_SETTLE_TIMEOUT  # 12 s for Bob to come back and answer the cheat
 POLL = 0.05
 SETTLE_WAIT = 30.0
 HOP_AMOUNT = 2_000

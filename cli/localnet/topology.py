@@ -20,7 +20,7 @@ The two formats hold the same document (TOML for hand-written files, JSON for ge
     b = "bob"
     deposit_a = 1_000_000
     deposit_b = 500_000       # optional, 0 by default
-    settle_timeout = 50       # optional (below 50 it carries only direct payments)
+    settle_timeout = 60       # optional (below 50 it carries only direct payments)
     fees_a = {base = 1, ppm = 100}   # optional: what `a` charges to forward over this channel
 """
 
@@ -40,8 +40,11 @@ from p2pchan.net.misbehave import Misbehave
 from p2pchan.types import U64_MAX
 
 MIN_SETTLE_TIMEOUT = 20  # the contract's minimum, and 2 x the default reveal timeout
-DEFAULT_SETTLE_TIMEOUT = PAYER_LOCK_TIMEOUT  # a hop forwards no lock past the settle window:
-# a channel needs settle_timeout >= the payer's lock timeout (50) to carry multi-hop payments
+HEIGHT_SLACK = 10
+"""Blocks a hop's height may trail its payer's: a hop takes no lock expiring beyond its
+settle window, so a window of exactly the payer's lock timeout (50) refuses every lock from a
+payer one block ahead (measured: 48 refusals in 202 payments on random100)."""
+DEFAULT_SETTLE_TIMEOUT = PAYER_LOCK_TIMEOUT + HEIGHT_SLACK
 DEFAULT_BLOCK_TIME = 0.5
 DEFAULT_FUNDS = 10_000_000
 MAX_NODES = 500

@@ -74,6 +74,13 @@ class ChildProcess:
                 if ready is not None and ready.get("pid") == self.process.pid:
                     return ready
                 await trio.sleep(READY_POLL_INTERVAL)
+        # A start that failed leaves nothing running: a slow process left behind would hold
+        # its port and data dir, and every retry would fail on them (seen in a chaos run on a
+        # loaded machine: restarts failing "port in use" for the rest of the run).
+        with trio.CancelScope(shield=True):
+            self.kill()
+            await self.process.wait()
+        self._reap()
         raise UserError(f"{self.name} not ready after {timeout} s: {self.log_tail()}")
 
     def log_tail(self, lines: int = 5) -> str:

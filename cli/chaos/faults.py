@@ -213,13 +213,17 @@ class Injector:
                 log.warning("chaos_restart_failed", name=name, attempt=attempt, error=str(error))
         raise UserError(f"{name} did not restart after {RESTART_ATTEMPTS} attempts")
 
-    async def heal(self) -> None:
-        """Undo every fault still in force: links, pauses, downed processes, attack modes."""
+    async def heal(self, *, restart: bool = True) -> None:
+        """Undo every fault still in force: links, pauses, downed processes, attack modes
+        (without `restart`, when the run is stopping: links and pauses only, so that every
+        process can be stopped)."""
         with trio.CancelScope(shield=True):
             for proxy in self.proxies.values():
                 proxy.heal()
             for alias in list(self.paused):
                 self.resume(alias)
+            if not restart:
+                return
             if "l1" in self.down or (self.network.l1 is not None and not self.network.l1.running):
                 await self.restart_l1()
             topology = self.network.topology

@@ -46,6 +46,7 @@ PONG_TIMEOUT = 1.0
 RECONNECT_MAX = 1.0
 REVEAL_TIMEOUT_BLOCKS = 10  # the nodes' default
 SAMPLE_INTERVAL = 1.0
+READY_TIMEOUT = 60.0  # a node's start waits up to 30 s for layer 1, which may be restarting too
 POLL_INTERVAL = 0.5
 
 
@@ -111,6 +112,7 @@ class ChaosRun:
                 "--reconnect-max",
                 str(RECONNECT_MAX),
             ),
+            ready_timeout=READY_TIMEOUT,
         )
         self.proxies: dict[tuple[str, str], LinkProxy] = {}
         self.injector = Injector(self.network, self.proxies)
@@ -214,8 +216,10 @@ class ChaosRun:
             async with trio.open_nursery() as inner:
                 inner.start_soon(payments)
                 inner.start_soon(self.injector.run, self.schedule)
-        finally:
-            await self.injector.heal()
+        except BaseException:
+            await self.injector.heal(restart=False)  # stopping (Ctrl-C): nothing to restart
+            raise
+        await self.injector.heal()
         self._phase("chaos", started)
         return result[0]
 

@@ -72,6 +72,7 @@ class Network:
     detached: bool = False
     dev: bool = False  # every node with --dev (chaos: cheats and attack modes at will)
     node_args: Sequence[str] = ()  # extra `node start` options (keep-alive timings)
+    ready_timeout: float = 30.0  # seconds a process may take to start
     l1_port: int = 0
     l1: ChildProcess | None = None
     nodes: dict[str, NodeHandle] = field(default_factory=dict)
@@ -102,6 +103,7 @@ class Network:
             self.directory / "l1", "--port", str(self.l1_port), "--block-time", block_time, "--dev"
         )
         child.detached = self.detached
+        child.ready_timeout = self.ready_timeout
         return child
 
     async def start_l1(self) -> None:
@@ -118,6 +120,7 @@ class Network:
             args += ["--misbehave", ",".join(node.misbehave)]
         child = node_process(node.datadir, self.l1_address, *args, name=alias)
         child.detached = self.detached
+        child.ready_timeout = self.ready_timeout
         return child
 
     async def start_node(self, alias: str) -> None:

@@ -15,6 +15,7 @@ import trio
 from p2pchan.errors import UserError
 from p2pchan_cli.localnet.state import load_state
 from p2pchan_cli.localnet.supervisor import Tracked, free_ports, is_ours, stop_processes
+from p2pchan_cli.processes import ChildProcess
 
 pytestmark = pytest.mark.slow
 STUBBORN = (
@@ -69,3 +70,17 @@ def test_a_damaged_state_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "localnet.json").write_text(json.dumps({"version": 1, "name": "x"}))
     with pytest.raises(UserError, match="is damaged"):
         load_state(tmp_path)
+
+
+async def test_a_process_not_ready_in_time_is_killed_not_left_behind(tmp_path: Path) -> None:
+    never_ready = ChildProcess(
+        "slow",
+        [sys.executable, "-c", PATIENT],
+        tmp_path / "slow.json",
+        tmp_path / "slow.log",
+        ready_timeout=0.5,
+    )
+    with trio.fail_after(30), pytest.raises(UserError, match=r"slow not ready after 0\.5 s"):
+        await never_ready.start()
+    assert never_ready.process is not None and never_ready.process.returncode == -signal.SIGKILL
+    assert not never_ready.running

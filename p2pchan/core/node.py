@@ -340,13 +340,18 @@ def _tick(state: NodeState, event: Tick) -> list[Output]:
 
 def _resume(state: NodeState, event: Resume) -> list[Output]:
     """After a restart: a forward whose outgoing lock was never signed fails upstream now
-    (nothing was promised downstream); our usable channels are offered to gossip again."""
+    (nothing was promised downstream); a forward whose secret we learned is claimed upstream
+    again where its claim was not stored; our usable channels are offered to gossip again."""
     never_sent = tuple(
         (secrethash, "the node restarted before forwarding")
         for secrethash, forward in state.payments.forwards.items()
         if forward.status == ForwardStatus.OFFERED
     )
-    return mediator.refused(state, never_sent) + network.announce_usable(state)
+    return (
+        mediator.refused(state, never_sent)
+        + mediator.reclaim(state)
+        + network.announce_usable(state)
+    )
 
 
 # -- one channel's step --------------------------------------------------------------------------

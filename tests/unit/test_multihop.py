@@ -330,6 +330,34 @@ def test_a_mediator_restarted_before_it_forwarded_fails_the_lock_upstream() -> N
     assert local_balance(nodes, "carol", bc) == 0
 
 
+def test_a_mediator_restarted_after_paying_on_but_before_its_claim_was_stored_claims_again() -> (
+    None
+):
+    nodes, (ab, bc) = line("alice", "bob", "carol")
+    nodes.feed("alice", ActionSend(1, nodes["carol"].node_id, 1000, secret(1), nodes.now_ms))
+    nodes.tick("alice")
+    while not any(isinstance(m, RevealSecret) and s == "carol" for s, _, m in nodes.wire):
+        assert nodes.deliver(1)
+    [reveal] = [e for e in nodes.wire if e[0] == "carol" and isinstance(e[2], RevealSecret)]
+    nodes.wire.remove(reveal)
+    # bob learns the secret: the forward (with it) is stored and carol is paid on; the claim
+    # upstream, a hop of its own, is lost in a crash before its step was stored.
+    bob = nodes["bob"]
+    received = ReceiveChannelMessages(nodes["carol"].node_id, bc, (reveal[2],), nodes.now_ms)
+    _, outputs = transition(bob.state, received)
+    assert any(isinstance(o, SendHop) for o in outputs)
+    for output in outputs:
+        if isinstance(output, SendMessage):
+            nodes.wire.append(("bob", "carol", output.message))
+    assert sha256(secret(1)) not in bob.channel(ab).theirs.known_secrets
+    nodes.feed("bob", Resume(nodes.now_ms))
+    run(nodes)
+    assert ("forward", "succeeded", 1000, 15) in finals(nodes, "bob")  # 5 + 1 % of 1000
+    assert finals(nodes, "alice")[0][:2] == ("out", "succeeded")
+    assert local_balance(nodes, "bob", ab) == 1015
+    assert local_balance(nodes, "carol", bc) == 1000
+
+
 @pytest.mark.parametrize("start", list(ForwardStatus))
 @pytest.mark.parametrize("target", list(ForwardStatus))
 def test_forward_status_moves_follow_its_table(start: ForwardStatus, target: ForwardStatus) -> None:

@@ -216,6 +216,23 @@ def secret_learned(
     return now, [PersistForward(forward), claim]
 
 
+def reclaim(state: NodeState) -> list[Output]:
+    """After a restart: claim upstream again every forward whose secret we hold (stored with
+    the forward before the downstream unlock went out) where the incoming channel does not
+    know it yet. The claim leaves as a `SendHop` once its step is durable; a crash in between
+    would leave a mediator that paid on unable to claim what it is owed (found in a chaos
+    soak: no reveal upstream, no registration, the incoming lock expired)."""
+    outputs: list[Output] = []
+    for secrethash, forward in state.payments.forwards.items():
+        if forward.status != ForwardStatus.CLAIMED or forward.secret is None:
+            continue
+        channel = state.channels.get(forward.in_channel)
+        if channel is None or secrethash in channel.theirs.known_secrets:
+            continue
+        outputs.append(SendHop(forward.in_channel, ClaimLocks({secrethash: forward.secret})))
+    return outputs
+
+
 def refused(state: NodeState, refusals: tuple[tuple[SecretHash, str], ...]) -> list[Output]:
     """The next channel could not take these outgoing locks: fail them upstream."""
     outputs: list[Output] = []

@@ -3,7 +3,8 @@ states of the link proxies, cheating closes and attack modes; and healing all of
 
 Each fault runs in its own task from its start time and undoes itself after its duration
 (a killed node restarts on the same port, a paused one continues, a link heals, an attacker
-restarts honest). A fault whose target cannot take it at that moment (the cheat's channel
+restarts honest); a node a fault took stays up for `recovery` seconds before the next fault
+may take it. A fault whose target cannot take it at that moment (the cheat's channel
 already closed, say) is counted as skipped, never forced. `heal()` undoes whatever is still in
 force when the run ends or is cancelled.
 """
@@ -28,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 RESTART_ATTEMPTS = 5
 TARGET_WAIT = 5.0  # how long a fault waits for its process to be free of an earlier one
+_NODE_FAULTS = (FaultKind.KILL, FaultKind.PAUSE, FaultKind.MISBEHAVE, FaultKind.CHEAT)
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Injector:
     paused: set[str] = field(default_factory=set)
     down: set[str] = field(default_factory=set)  # node aliases, or "l1"
     errors: list[str] = field(default_factory=list)
+    recovery: float = 0.0  # seconds a node stays up after a fault before the next may take it
     _locks: dict[str, trio.Lock] = field(default_factory=dict)
 
     def _lock(self, name: str) -> trio.Lock:
@@ -67,6 +70,13 @@ class Injector:
                     self.skipped[str(fault.kind)] += 1
                     return
                 applied = await self._apply(fault)
+                if applied and fault.kind in _NODE_FAULTS:
+                    # Up and running for a while before the next fault may take the node:
+                    # back-to-back kills (each queued behind the last restart) would keep it
+                    # down for good, outside invariant 3's promise (a soak found an honest
+                    # mediator killed again within a second of each restart, for longer than
+                    # reveal_timeout blocks, unable to claim a lock it had paid out).
+                    await trio.sleep(self.recovery)
         except (P2pchanError, OSError) as error:
             self.errors.append(f"{fault.kind} {','.join(fault.targets)}: {error}")
             log.warning("chaos_fault_failed", kind=str(fault.kind), error=str(error))
@@ -78,7 +88,7 @@ class Injector:
         """The processes a fault acts on, each under its lock while the fault lasts."""
         if fault.kind == FaultKind.L1_RESTART:
             return ["l1"]
-        if fault.kind in (FaultKind.KILL, FaultKind.PAUSE, FaultKind.MISBEHAVE, FaultKind.CHEAT):
+        if fault.kind in _NODE_FAULTS:
             return sorted(fault.targets)
         return []
 

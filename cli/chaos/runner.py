@@ -115,7 +115,9 @@ class ChaosRun:
             ready_timeout=READY_TIMEOUT,
         )
         self.proxies: dict[tuple[str, str], LinkProxy] = {}
-        self.injector = Injector(self.network, self.proxies)
+        self.injector = Injector(
+            self.network, self.proxies, recovery=timings_for(options.topology).recovery
+        )
         self.samples: list[ChannelSample] = []
         self.phases: dict[str, float] = {}
         self.schedule: list[Fault] = []

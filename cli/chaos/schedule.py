@@ -55,6 +55,13 @@ class Timings:
     link_fault: float = 3.0  # longest delay/drop/partition
     misbehave: float = 8.0  # longest attack spell
 
+    @property
+    def recovery(self) -> float:
+        """How long a node stays up after a fault before the next may take it: in any window
+        of reveal_timeout blocks (1.5 max_away) it is then up for a stretch of at least half
+        max_away, a third of reveal_timeout, to land what it must on layer 1."""
+        return self.max_away / 2
+
     def __post_init__(self) -> None:
         if self.max_away <= self.keep_alive:
             raise UserError(

@@ -183,6 +183,8 @@ def run(ctx: click.Context, main: Callable[[], Awaitable[T]]) -> T:
     try:
         return trio.run(guarded)
     except trio.TooSlowError:
+        if timeout is None:  # a deadline of the command's own, not --timeout
+            raise
         raise TimedOut(f"timed out after {timeout:g} s") from None
 
 

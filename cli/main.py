@@ -17,6 +17,7 @@ from p2pchan.errors import P2pchanError
 from p2pchan.log import configure_logging
 from p2pchan_cli.bench_commands import bench
 from p2pchan_cli.channel_commands import CHANNEL_COMMANDS
+from p2pchan_cli.chaos.command import chaos
 from p2pchan_cli.common import (
     EXIT_CODES_HELP,
     EXIT_FAILURE,
@@ -27,6 +28,8 @@ from p2pchan_cli.common import (
 from p2pchan_cli.demo import demo
 from p2pchan_cli.graph_commands import GRAPH_COMMANDS
 from p2pchan_cli.l1_commands import l1
+from p2pchan_cli.localnet.commands import localnet
+from p2pchan_cli.localnet.pay_command import pay as _localnet_pay  # noqa: F401  (registers)
 from p2pchan_cli.node_commands import NODE_COMMANDS, node
 from p2pchan_cli.pay_batch import pay_batch
 from p2pchan_cli.payment_commands import PAYMENT_COMMANDS
@@ -74,6 +77,8 @@ cli.add_command(node)
 for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, *PAYMENT_COMMANDS, *GRAPH_COMMANDS, pay_batch]:
     cli.add_command(command)
 cli.add_command(plasma)
+cli.add_command(localnet)
+cli.add_command(chaos)
 cli.add_command(demo)
 cli.add_command(bench)
 

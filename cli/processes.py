@@ -36,6 +36,7 @@ class ChildProcess:
     ready_file: Path
     log_path: Path
     ready_timeout: float = 30.0
+    detached: bool = False  # its own session: outlives this command (a localnet's processes)
     process: trio.Process | None = None
     ready: dict[str, Any] = field(default_factory=dict)
     _log_fd: int | None = None
@@ -46,9 +47,16 @@ class ChildProcess:
         self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = await trio.lowlevel.open_process(
-            self.argv, stdin=subprocess.DEVNULL, stdout=self._log_fd, stderr=self._log_fd, env=env
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_fd,
+            stderr=self._log_fd,
+            env=env,
+            start_new_session=self.detached,
         )
         self.ready = await self._wait_ready()
+        if self.detached:
+            self._reap()  # the child keeps its own copy of the log file
         return self.ready
 
     async def _wait_ready(self) -> dict[str, Any]:
@@ -66,6 +74,13 @@ class ChildProcess:
                 if ready is not None and ready.get("pid") == self.process.pid:
                     return ready
                 await trio.sleep(READY_POLL_INTERVAL)
+        # A start that failed leaves nothing running: a slow process left behind would hold
+        # its port and data dir, and every retry would fail on them (seen in a chaos run on a
+        # loaded machine: restarts failing "port in use" for the rest of the run).
+        with trio.CancelScope(shield=True):
+            self.kill()
+            await self.process.wait()
+        self._reap()
         raise UserError(f"{self.name} not ready after {timeout} s: {self.log_tail()}")
 
     def log_tail(self, lines: int = 5) -> str:
@@ -74,6 +89,10 @@ class ChildProcess:
         except OSError:
             return "(no log)"
         return " | ".join(text.strip().splitlines()[-lines:])
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as a crash would leave things."""
@@ -104,6 +123,11 @@ class ChildProcess:
         status = await self.process.wait()
         self._reap()
         return status
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` (SIGSTOP, SIGCONT, ...) if the process still runs."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signum)
 
     def _reap(self) -> None:
         if self._log_fd is not None:

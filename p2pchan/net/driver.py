@@ -238,7 +238,14 @@ class Driver:
                         notes.append(output)
                 if persist:
                     batch = StoreBatch.of(persist)
-                    await self.database.run(lambda connection: self.tables.write(connection, batch))
+                    # The state in memory has moved on: its write happens even if the caller
+                    # is cancelled now (a peer's session ending while the disk is busy), or
+                    # the node would go on from a state its disk never held (a chaos run found
+                    # a payment received and paid out with no record of it).
+                    with trio.CancelScope(shield=True):
+                        await self.database.run(
+                            lambda connection: self.tables.write(connection, batch)
+                        )
                     if batch.gossip and log.is_enabled_for(logging.DEBUG):
                         _log_gossip(batch.gossip)
                     self.history.journalled(len(batch.payments) + len(batch.outcomes))

@@ -93,6 +93,19 @@ def test_every_bad_amount_gets_the_same_message_everywhere(
         (["open", NODE, "5", "--settle-timeout", "-100"], "--settle-timeout must be a whole"),
         (["pay-batch", "f.jsonl", "--concurrency", "0"], "--concurrency must be a whole number"),
         (["no-such-command"], "No such command 'no-such-command'"),
+        (["localnet", "up", "--topology", "line3"], "Missing option '--dir'"),
+        (["localnet", "pay", "--dir", "/nonexistent"], "give either --activity FILE or --random"),
+        (
+            ["localnet", "pay", "--dir", "/x", "--random", "--rate", "0"],
+            "Invalid value for '--rate'",
+        ),
+        (["chaos", "--topology", "ring5"], "Missing option '--duration'"),
+        (["chaos", "--topology", "ring5", "--duration", "2"], "--duration must be at least 5 s"),
+        (
+            ["chaos", "--topology", "ring5", "--duration", "60", "--faults", "kill,fire"],
+            "unknown fault 'fire'",
+        ),
+        (["chaos", "--topology", "ring5", "--duration", "60", "--seed", "-1"], "--seed must be"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(

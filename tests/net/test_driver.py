@@ -34,7 +34,7 @@ from p2pchan.net.driver import TICK_SECONDS, Driver, PaymentWaiter, faults_of, n
 from p2pchan.net.history import PaymentHistory
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.storage.node_store import ChannelTables, StoreBatch
-from p2pchan.storage.payment_history import PaymentQuery, compact_all, page_payments
+from p2pchan.storage.payment_history import PaymentQuery, compact_all, page_payments, records_of
 from p2pchan.types import ChainId, ChannelId, Secret, SecretHash
 from p2pchan.wire.balance_proof import BalanceProof, sign_balance_proof
 from p2pchan.wire.channel_messages import ChannelMessage, ChannelSync, LockedTransfer, Processed
@@ -301,3 +301,46 @@ async def test_an_invoice_paid_before_is_refused_wherever_its_record_is(
             await setup.driver.history.catch_up()
         assert await pay_invoice(setup, paid) == "this invoice was already paid"
         assert await pay_invoice(setup, failed) is None  # a failed payment may be made again
+
+
+async def test_a_step_cancelled_while_its_write_waits_still_writes_what_it_did(
+    setup: Setup, nursery: trio.Nursery
+) -> None:
+    """A peer's session may end (its task cancelled) while its step waits for the disk; the
+    step has already moved the state in memory, so its write must still happen, or the node
+    would go on from a state its disk never held (found in a chaos run: a payment received and
+    paid out with no record of it)."""
+    disk_free = trio.Event()
+    run = setup.database.run
+
+    async def busy(work: Any) -> Any:
+        await disk_free.wait()  # another writer (an RPC's read, a gossip batch) holds the disk
+        return await run(work)
+
+    setup.database.run = busy  # type: ignore[method-assign]
+    transfer = a_transfer(setup.partner)
+    received = ReceiveChannelMessages(
+        setup.partner.node_id, CHANNEL, (transfer,), setup.driver.clock()
+    )
+    session = trio.CancelScope()
+    ended = trio.Event()
+
+    async def session_task() -> None:
+        with session:
+            await setup.driver.step([received])
+        ended.set()
+
+    with trio.fail_after(5):
+        nursery.start_soon(session_task)
+        await trio.testing.wait_all_tasks_blocked()
+        session.cancel()  # the session ends while the step waits for the disk
+        await trio.testing.wait_all_tasks_blocked()
+        disk_free.set()
+        await ended.wait()
+    in_memory = setup.driver.state.channels[CHANNEL]
+    assert in_memory.theirs.accepted.nonce == 1
+    assert stored_channel(setup.database).theirs.accepted.nonce == 1
+    [held] = transfer.locks
+    setup.database.run_now(compact_all)
+    stored = setup.database.run_now(lambda c: records_of(c, held.secrethash))
+    assert [s.record.direction for s in stored] == ["in"]

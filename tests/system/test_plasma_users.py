@@ -466,10 +466,13 @@ def _demo_processes() -> list[str]:
     return found
 
 
-async def test_the_demo_tells_the_plasma_story_and_leaves_nothing_running() -> None:
+async def test_the_demo_pays_across_hops_and_tells_the_plasma_story_leaving_nothing() -> None:
     with trio.fail_after(DEADLINE):
         result = await p2pchan("demo")
     assert result.returncode == 0, result.stderr
+    assert "gossip taught Alice a route: alice → bob → carol → dave, fee 18" in result.stdout
+    assert "bob is locked 2018, keeps 12, passes 2006 on" in result.stdout
+    assert "the cheat gained Alice nothing" in result.stdout
     assert "nothing lost to the withheld block" in result.stdout
     assert "demo complete" in result.stdout
     assert not _demo_processes()

@@ -42,6 +42,14 @@ def channel_json(channel: Channel) -> dict[str, Any]:
         "our_deposit": channel.our_deposit,
         "partner_deposit": channel.partner_deposit,
         "settle_timeout": channel.settle_timeout,
+        # Per direction, for checks from outside (chaos runs, invariant 5): the nonce and
+        # transferred amount of our newest counter-signed proof, the highest nonce we ever
+        # signed, and the nonce and transferred amount of the partner's newest proof we accepted.
+        "sent_nonce": channel.ours.acked.nonce,
+        "sent_transferred": channel.ours.acked.transferred,
+        "signed_nonce": channel.ours.signed_nonce,
+        "received_nonce": channel.theirs.accepted.nonce,
+        "received_transferred": channel.theirs.accepted.transferred,
     }
 
 

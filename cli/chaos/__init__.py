@@ -1,0 +1,1 @@
+"""Chaos runs: random payments while faults are injected, then the invariants checked."""

@@ -1,0 +1,1 @@
+"""Local networks: topologies, the processes of a network, scripted payments across it."""

@@ -153,7 +153,7 @@ async def _story(tour: Tour, network: Network) -> None:
     for alias in network.nodes:
         await _until_settled(network, alias)
     records = {
-        alias: records_of(await node.call("payments")) for alias, node in network.nodes.items()
+        alias: records_of(await node.every_payment()) for alias, node in network.nodes.items()
     }
     observed = await observe_chain(network, {"bob", "carol", "dave"}, records, [])
     verdict = check(observed)

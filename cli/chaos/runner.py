@@ -301,7 +301,7 @@ class ChaosRun:
         records: dict[str, list[Record]] = {}
         for alias, node in self.network.nodes.items():
             try:
-                records[alias] = records_of(await node.call("payments"))
+                records[alias] = records_of(await node.every_payment())
             except (P2pchanError, OSError) as error:
                 raise UserError(f"cannot read {alias}'s payment records: {error}") from None
         honest = set(self.network.nodes) - self.injector.attackers

@@ -21,6 +21,7 @@ import trio
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, write_key_file
 from p2pchan.errors import UserError
 from p2pchan.l1.client import L1Client
+from p2pchan.net.api.payments import MAX_PAGE
 from p2pchan.net.rpc import METHOD_NOT_FOUND
 from p2pchan.net.rpc_client import RpcClient, RpcError
 from p2pchan.types import Address
@@ -56,6 +57,19 @@ class NodeHandle:
     async def call(self, method: str, **params: Any) -> Any:
         async with RpcClient.connect(self.datadir) as rpc:
             return await rpc.call(method, params)
+
+    async def every_payment(self) -> list[dict[str, Any]]:
+        """Every payment record the node holds, newest first, page by page (`payments` answers
+        one page: a check of the books that read only that would miss the older records)."""
+        records: list[dict[str, Any]] = []
+        cursor: dict[str, Any] = {}
+        async with RpcClient.connect(self.datadir) as rpc:
+            while True:
+                page = await rpc.call("payments", {"limit": MAX_PAGE, **cursor})
+                records += page
+                if len(page) < MAX_PAGE:
+                    return records
+                cursor = {"cursor": page[-1]["index"]}
 
     def tracked(self) -> Tracked | None:
         if self.child is None or self.child.process is None:

@@ -10,7 +10,8 @@ that step: writing a row per payment cost ~10 us each (two events per payment pe
 updating rows keyed by random hashes dirtied a page per payment. A payment refused before it was
 signed is journalled too, its creation and failure in one row, so its reason is kept. The
 journal is only the hot path's buffer: `payment_history.compact` moves it into the indexed
-payments table off the hot path, and everything that reads payments reads that table.
+payments table off the hot path, and everything that reads payments reads that table (start-up
+also reads what is left of the journal, for the payments still pending: `load_pending`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import trio
 from p2pchan.core.gossip.state import FeePolicy
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, load_key_file, write_key_file
 from p2pchan.errors import UserError
+from p2pchan.gc_tuning import tune_for_server
 from p2pchan.net.config import NodeConfig
 from p2pchan.net.misbehave import Misbehave, parse_modes
 from p2pchan.net.node import open_node
@@ -183,6 +184,7 @@ def start(
 
     async def serve() -> None:
         running = await open_node(config)
+        tune_for_server()  # start-up is done: what it built stays
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(running.run)

@@ -85,7 +85,8 @@ class Payer(NamedTuple):
 
     def moved_to(self, status: PayerStatus) -> Payer:
         self.check_move(status)
-        return self._replace(status=status)
+        # Twice per payment: built whole, faster than `_replace`.
+        return Payer(self.record, self.held, status, self.request_id, self.attempt)
 
     def check_move(self, status: PayerStatus) -> None:
         """Raise unless the status table allows this move (a final move needs no new value:

@@ -20,13 +20,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 import trio
 
 from p2pchan.storage.db import NodeDatabase
 from p2pchan.storage.payment_history import Compacted, compact, journal_events, paid_before
-from p2pchan.storage.retention import prune_invoices, prune_payments
+from p2pchan.storage.retention import Pruned, prune_invoices, prune_payments
 from p2pchan.types import SecretHash
 
 log = structlog.get_logger(__name__)
@@ -142,36 +143,21 @@ class PaymentHistory:
         now = self._now_ms()
         before = now - round(self.keep_days * DAY_MS)
         protected = self._protected()
-        payments = invoices = 0
-        after = 0
-        while True:
-            work = functools.partial(
-                prune_payments,
-                before_ms=before,
-                protected=protected,
-                after=after,
-                limit=PRUNE_BATCH_ROWS,
-            )
-            step = await self.database.run(work)
-            payments, after = payments + step.deleted, step.after
-            if step.done:
-                break
-            await trio.lowlevel.checkpoint()
-        after = 0
-        while True:
-            work = functools.partial(
-                prune_invoices,
-                before_ms=before,
-                now_ms=now,
-                protected=protected,
-                after=after,
-                limit=PRUNE_BATCH_ROWS,
-            )
-            step = await self.database.run(work)
-            invoices, after = invoices + step.deleted, step.after
-            if step.done:
-                break
-            await trio.lowlevel.checkpoint()
+        payments = await self._prune_all(prune_payments, before_ms=before, protected=protected)
+        invoices = await self._prune_all(
+            prune_invoices, before_ms=before, now_ms=now, protected=protected
+        )
         if payments or invoices:
             log.info("payment_history_pruned", payments=payments, invoices=invoices)
         return payments, invoices
+
+    async def _prune_all(self, prune: Callable[..., Pruned], **arguments: Any) -> int:
+        """Run `prune` a batch per transaction until it is done; the rows it deleted."""
+        deleted = after = 0
+        while True:
+            work = functools.partial(prune, after=after, limit=PRUNE_BATCH_ROWS, **arguments)
+            step = await self.database.run(work)
+            deleted, after = deleted + step.deleted, step.after
+            if step.done:
+                return deleted
+            await trio.lowlevel.checkpoint()

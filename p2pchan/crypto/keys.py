@@ -53,13 +53,17 @@ class Identity:
         return f"Identity(node_id={self.node_id.hex()})"
 
 
-@functools.lru_cache(maxsize=4096)
 def x25519_public_key(node_id: bytes) -> bytes:
     """The X25519 public key of a node id (`crypto_sign_ed25519_pk_to_curve25519`).
 
     Cached: the conversion is pure and costs about one X25519 multiplication (libsodium checks
     the point), and a payer converts the same few mediators' ids for every onion. An invalid id
     raises, and exceptions are not cached."""
+    return _x25519_public_key(bytes(node_id))  # hashable whatever the caller passed
+
+
+@functools.lru_cache(maxsize=4096)
+def _x25519_public_key(node_id: bytes) -> bytes:
     try:
         return bytes(nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(node_id))
     except (nacl.exceptions.CryptoError, ValueError, TypeError, RuntimeError):

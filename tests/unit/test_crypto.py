@@ -243,6 +243,14 @@ def test_x25519_of_a_wrong_length_key_is_a_crypto_error(length: int) -> None:
         x25519_public_key(bytes(length))
 
 
+def test_x25519_of_a_mutable_buffer_is_converted_not_a_type_error() -> None:
+    """The conversion is cached by its argument: a bytearray (unhashable) is copied first."""
+    expected = x25519_public_key(ALICE.node_id)
+    assert x25519_public_key(bytearray(ALICE.node_id)) == expected  # type: ignore[arg-type]
+    with pytest.raises(CryptoError):
+        x25519_public_key(bytearray(invalid_ed25519_key()))  # type: ignore[arg-type]
+
+
 # -- balance proofs --------------------------------------------------------------------------
 
 

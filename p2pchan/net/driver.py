@@ -12,6 +12,14 @@ one disk sync, their locks sharing one update. A mediator's decisions about othe
 (`SendHop`) are fed back the same way: gathered per channel, in steps of their own once the
 step that made them is durable, so forwards arriving in many updates leave in few.
 
+A step's messages to a peer go out on the session whose start (`ReceivePeerConnected`) the core
+had been told of when the step ran, or nowhere: never on a session registered since. The core
+decides what to send relative to the sessions it knows (after a start, nothing new before the
+partner's `channel_sync`, then the updates in flight resent in order); an update signed while
+no session was started, sent on the next one ahead of that re-sync, overtook the resent update
+it was built on, and the partner refused it for good (the hub10 soak's `wrong_locked`
+force-closes after a restart). What a dropped message carried is sent again by the re-sync.
+
 `run` ticks every `TICK_SECONDS` of trio's clock; each `Tick` carries the time `clock` reads
 (the wall clock in milliseconds in a node; a test may tie it to trio's virtual clock, so the
 core's timeouts play out in virtual time).
@@ -24,13 +32,21 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import structlog
 import trio
 
 from p2pchan.core.gossip.outputs import PersistGossip, SendGossip
-from p2pchan.core.inputs import ActionPay, ActionSend, Input, ReceiveHop, Tick
+from p2pchan.core.inputs import (
+    ActionPay,
+    ActionSend,
+    Input,
+    ReceiveHop,
+    ReceivePeerConnected,
+    ReceivePeerDisconnected,
+    Tick,
+)
 from p2pchan.core.node import transition
 from p2pchan.core.outputs import (
     ContractSend,
@@ -148,6 +164,8 @@ class Driver:
         self.attacks = attacks
         self.clock = clock
         self._session_of = sessions
+        # Per peer, the session whose start the core was told of last (see the module's doc).
+        self._started: dict[Address, PeerSession] = {}
         self._lock = trio.Lock()
         self._changed = trio.Event()
         self._request_ids = itertools.count(1)
@@ -218,7 +236,9 @@ class Driver:
             outputs: list[Output] = []
             try:
                 for event in inputs:
-                    if type(event) is ActionPay:
+                    if type(event) is ReceivePeerConnected:
+                        self._session_started(event.peer)
+                    elif type(event) is ActionPay:
                         # Under the lock: no step can make a payment of it final meanwhile.
                         paid = self.history.paid_before_now(event.invoice.secrethash)
                         event = replace(event, paid_before=paid)
@@ -228,13 +248,18 @@ class Driver:
                 # One pass sorts the outputs, a few per payment, by type (measured on the hot
                 # path of `bench channel`: no isinstance chains, no second pass).
                 persist: list[Output] = []
-                sends: list[SendMessage | SendGossip] = []
+                sends: list[tuple[PeerSession | None, SendMessage] | SendGossip] = []
                 notes: list[Any] = []
+                started = self._started
                 for output in outputs:
                     kind = type(output)
                     if kind in _PERSISTED:
                         persist.append(output)
-                    elif kind is SendMessage or kind is SendGossip:
+                    elif kind is SendMessage:
+                        # The session is chosen now, under the lock (see the module's doc).
+                        message = cast(SendMessage, output)
+                        sends.append((started.get(message.peer), message))
+                    elif kind is SendGossip:
                         sends.append(output)  # type: ignore[arg-type]
                     else:
                         notes.append(output)
@@ -258,9 +283,20 @@ class Driver:
     def note(self, event: Input) -> None:
         """Apply an input that only updates the state in memory (a peer gone), at once and
         without awaiting: it is called where the caller may be cancelled."""
+        if type(event) is ReceivePeerDisconnected:
+            self._started.pop(event.peer, None)
         _, outputs = transition(self.state, event)
         if outputs:
             raise LocalProtocolError(f"{type(event).__name__} is not to be noted: it has outputs")
+
+    def _session_started(self, peer: Address) -> None:
+        """The core is told of a session with `peer` in this step: the step's messages to it,
+        and later steps', go out on this session (the one registered now)."""
+        session = self._session_of(peer)
+        if session is None:
+            self._started.pop(peer, None)
+        else:
+            self._started[peer] = session
 
     async def submit_payment(self, action: ActionSend | ActionPay) -> None:
         """Queue a payment action for the next batch (the caller waits on its `PaymentWaiter`)."""
@@ -365,22 +401,21 @@ class Driver:
         finally:
             self._hopping = False
 
-    async def _send(self, sends: list[SendMessage | SendGossip]) -> None:
-        sessions: dict[Address, PeerSession | None] = {}
-        for output in sends:
-            if isinstance(output, SendGossip):
-                await self._send_gossip(output)
+    async def _send(self, sends: list[tuple[PeerSession | None, SendMessage] | SendGossip]) -> None:
+        closed: set[Address] = set()
+        for item in sends:
+            if isinstance(item, SendGossip):
+                await self._send_gossip(item)
                 continue
-            peer = output.peer
-            session = sessions[peer] if peer in sessions else self._session_of(peer)
-            sessions[peer] = session
-            if session is None:
+            session, output = item
+            if session is None or output.peer in closed:
                 continue  # the re-sync after reconnecting sends it again
             for message in self.attacks.outgoing(output.message):
                 try:
                     await session.send(message)
                 except trio.ClosedResourceError:
-                    sessions[peer] = None
+                    closed.add(output.peer)
+                    break
 
     async def _send_gossip(self, output: SendGossip) -> None:
         """To one peer, or to every peer online but those it came from. Lost if a peer is gone:

@@ -13,7 +13,7 @@ bounded holding areas for gossip that arrived before what it depends on.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from p2pchan.core.routing.graph import ChannelGraph
@@ -153,6 +153,14 @@ class HeldQueue(Generic[K]):
         self._entries[key] = held
         self._by_peer[held.peer] = self._by_peer.get(held.peer, 0) + 1
         return True
+
+    def refresh(self, key: K, message: FloodMessage, received_ms: int) -> None:
+        """The same `message` came again while it waits: its wait starts again from
+        `received_ms` (its holder and peer stay as they were)."""
+        held = self._entries.get(key)
+        if held is not None and held.message == message and received_ms > held.received_ms:
+            del self._entries[key]  # to the end: the entries stay oldest first
+            self._entries[key] = replace(held, received_ms=received_ms)
 
     def pop(self, key: K) -> Held | None:
         held = self._entries.pop(key, None)

@@ -26,6 +26,11 @@ def peer_connected(state: NodeState, peer: Address) -> list[Output]:
     return from_gossip(gossip.on_peer_connected(state.network, NodeId(peer), state.now_ms))
 
 
+def peer_disconnected(state: NodeState, peer: Address) -> list[Output]:
+    """The peer is not asked for a re-sync any more."""
+    return from_gossip(gossip.on_peer_disconnected(state.network, NodeId(peer)))
+
+
 def received(state: NodeState, event: ReceiveGossip) -> list[Output]:
     peer = NodeId(event.peer)
     found = gossip.on_gossip(state.network, peer, event.message, event.now_ms, state.chain_view)
@@ -99,5 +104,5 @@ def announce_usable(state: NodeState) -> list[Output]:
 
 
 def tick(state: NodeState, now_ms: int) -> list[Output]:
-    """Send what was accepted since the last tick; refresh and prune."""
+    """Send what was accepted since the last tick; refresh, prune, and now and then re-sync."""
     return from_gossip(gossip.on_tick(state.network, now_ms, state.chain_view, state.identity))

@@ -106,7 +106,7 @@ def _peer_connected(state: NodeState, event: ReceivePeerConnected) -> list[Outpu
 
 def _peer_disconnected(state: NodeState, event: ReceivePeerDisconnected) -> list[Output]:
     state.online.discard(event.peer)
-    return []
+    return network.peer_disconnected(state, event.peer)
 
 
 def _messages(state: NodeState, event: ReceiveChannelMessages) -> list[Output]:

@@ -2,9 +2,11 @@
 
     on_gossip(state, from_peer, message, now_ms, chain)    a peer's gossip message
     on_peer_connected(state, peer, now_ms)                 a session started: filter, halves
+    on_peer_disconnected(state, peer)                      a session ended
     on_chain_block(state, events, now_ms, chain)           a block's contract events applied
     on_chain_channel_closed(state, channel_id)             one channel gone from layer 1
-    on_tick(state, now_ms, chain, identity)                every ~100 ms: refresh, prune, flush
+    on_tick(state, now_ms, chain, identity)                every ~100 ms: refresh, prune, flush,
+                                                           and now and then a re-sync
     local_channel_usable / set_local_policy / announce_node (from `local.py`)
 
 Accepted gossip is not sent at once: it waits in the outbox for the next tick, which sends
@@ -38,7 +40,7 @@ from p2pchan.core.gossip.receive import (
     update_capacity,
 )
 from p2pchan.core.gossip.state import GossipState
-from p2pchan.core.gossip.sync import filter_since, sync_for_peer
+from p2pchan.core.gossip.sync import filter_since, resync_peer, sync_for_peer
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import GossipRefused, InvalidGossip, LocalProtocolError
 from p2pchan.l1.events import (
@@ -67,6 +69,7 @@ __all__ = [
     "on_chain_channel_closed",
     "on_gossip",
     "on_peer_connected",
+    "on_peer_disconnected",
     "on_tick",
     "prune",
     "set_local_policy",
@@ -115,6 +118,7 @@ def on_peer_connected(state: GossipState, peer: NodeId, now_ms: int) -> list[Gos
     """A new session with `peer`: ask it for what we lack, and re-send the halves of our
     channels' announcements it may not have."""
     state.sync_requests.pop(peer, None)
+    state.sessions[peer] = now_ms
     step = Step()
     halves = [
         AnnouncementSignature(local.channel_id, local.our_signature)
@@ -123,6 +127,12 @@ def on_peer_connected(state: GossipState, peer: NodeId, now_ms: int) -> list[Gos
     ]
     step.send(peer, GossipFilter(filter_since(state)), *halves)
     return step.outputs()
+
+
+def on_peer_disconnected(state: GossipState, peer: NodeId) -> list[GossipOutput]:
+    """The session with `peer` ended: it is not asked for a re-sync any more."""
+    state.sessions.pop(peer, None)
+    return []
 
 
 def on_chain_block(
@@ -170,7 +180,8 @@ def on_tick(
     state: GossipState, now_ms: int, chain: ChainView, identity: Identity
 ) -> list[GossipOutput]:
     """Re-sign our gossip that is getting old, prune once a prune interval, drop what waited
-    too long, and send what was accepted since the last tick."""
+    too long, send what was accepted since the last tick, and once a re-sync interval ask one
+    peer in turn for what we lack (`sync.resync_peer`)."""
     step = Step()
     refresh_local(state, step, now_ms, chain, identity)
     if now_ms - state.last_prune_ms >= state.config.prune_interval_ms:
@@ -179,6 +190,10 @@ def on_tick(
     for queue in (state.held_updates, state.held_nodes, state.held_announcements):
         queue.expire(before)
     step.sends += flush(state)
+    peer = resync_peer(state, now_ms)
+    if peer is not None:
+        state.sessions[peer] = state.last_resync_ms = now_ms
+        step.send(peer, GossipFilter(filter_since(state)))
     return step.outputs()
 
 

@@ -9,6 +9,13 @@ flood) costs a dictionary look-up, never a signature check.
 `process_*` runs a check and then accepts, holds or refuses. Accepting writes the state, the
 routing graph, the step's records, and queues the message in the outbox for the next flush;
 a channel's announcement releases the updates and node announcements held for it.
+
+A held message is not known yet: an identical copy of a held update or node announcement
+(another peer relaying it) restarts its 30 s wait, so it expires only once no peer has sent it
+for that long. A held announcement keeps its first arrival's height: it is refused, and scored,
+a few blocks on, and restarting that wait would let a sender keep a fake one held, unscored,
+by sending it again every block. What is lost anyway comes back with the next re-sync
+(`sync.py`).
 """
 
 from __future__ import annotations
@@ -275,6 +282,7 @@ def process_update(
         ready = check_channel_update(state, update, now_ms, chain)
     except GossipRefused as error:
         note_duplicate(state, update_key(key), update, peer)
+        state.held_updates.refresh(key, update, now_ms)
         step.refused(peer, error)
         return
     if not ready:
@@ -357,6 +365,7 @@ def process_node(
         ready = check_node_announcement(state, announcement, now_ms)
     except GossipRefused as error:
         note_duplicate(state, node_key(node_id), announcement, peer)
+        state.held_nodes.refresh(node_id, announcement, now_ms)
         step.refused(peer, error)
         return
     if not ready:

@@ -13,7 +13,7 @@ bounded holding areas for gossip that arrived before what it depends on.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from p2pchan.core.routing.graph import ChannelGraph
@@ -40,6 +40,13 @@ MAX_PARTNER_SIGNATURES_PER_PEER = 16
 SYNC_INTERVAL_MS = MINUTE_MS  # a peer may ask for a full sync once a session, or once a minute
 PRUNE_INTERVAL_MS = MINUTE_MS
 SYNC_MARGIN_MS = FUTURE_SKEW_MS  # how far before our newest timestamp we ask peers to start
+# Every 5 minutes we ask one connected peer in turn (the one asked longest ago, never one asked
+# less than 5 minutes ago) for what we lack, as on connect: a message lost on a long session (it
+# expired while held, or a busy node missed it) comes back. Why 5: what we ask for starts 10
+# minutes (the skew margin) before our newest timestamp, so a message lost now is still inside
+# the window at the next re-sync, with 5 minutes to spare for clocks and holds; and a peer asked
+# every 5 minutes at the most stays far from the once-a-minute limit it enforces.
+RESYNC_INTERVAL_MS = 5 * MINUTE_MS
 
 UpdateKey = tuple[ChannelId, NodeId]
 
@@ -59,6 +66,7 @@ class GossipConfig:
     max_held_per_peer: int = MAX_HELD_PER_PEER
     sync_interval_ms: int = SYNC_INTERVAL_MS
     prune_interval_ms: int = PRUNE_INTERVAL_MS
+    resync_interval_ms: int = RESYNC_INTERVAL_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +162,14 @@ class HeldQueue(Generic[K]):
         self._by_peer[held.peer] = self._by_peer.get(held.peer, 0) + 1
         return True
 
+    def refresh(self, key: K, message: FloodMessage, received_ms: int) -> None:
+        """The same `message` came again while it waits: its wait starts again from
+        `received_ms` (its holder and peer stay as they were)."""
+        held = self._entries.get(key)
+        if held is not None and held.message == message and received_ms > held.received_ms:
+            del self._entries[key]  # to the end: the entries stay oldest first
+            self._entries[key] = replace(held, received_ms=received_ms)
+
     def pop(self, key: K) -> Held | None:
         held = self._entries.pop(key, None)
         if held is not None:
@@ -190,12 +206,14 @@ class GossipState:
         "held_nodes",
         "held_updates",
         "last_prune_ms",
+        "last_resync_ms",
         "local",
         "node_rates",
         "nodes",
         "outbox",
         "own_node",
         "partner_signatures",
+        "sessions",
         "sync_requests",
         "update_rates",
         "updates",
@@ -221,7 +239,9 @@ class GossipState:
         self.own_node: NodeAnnouncement | None = None  # ours, flooded once we have a channel
         self.outbox: dict[object, Pending] = {}  # key: what the message is about (see keys)
         self.sync_requests: dict[NodeId, int] = {}  # when each peer last asked for a sync
+        self.sessions: dict[NodeId, int] = {}  # connected peers: when we last asked each for one
         self.last_prune_ms = 0
+        self.last_resync_ms = 0
 
 
 # -- rate limit (GCRA over the signer's timestamps) -------------------------------------------

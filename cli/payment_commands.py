@@ -16,9 +16,8 @@ from typing import Any, TypeVar
 
 import click
 
-from p2pchan.core.payment.records import PAYMENT_STATUSES
-from p2pchan.net.api.payments import DEFAULT_PAGE, MAX_PAGE
-from p2pchan.storage.node_store import INVOICE_STATUSES
+from p2pchan.core.payment.records import INVOICE_STATUSES, PAYMENT_STATUSES
+from p2pchan.net.api.pages import DEFAULT_PAGE, MAX_PAGE
 from p2pchan_cli.common import (
     EXIT_CODES_HELP,
     EXIT_PENDING,

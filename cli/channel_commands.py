@@ -14,8 +14,7 @@ import click
 import trio
 
 from p2pchan.errors import P2pchanError, UserError
-from p2pchan_cli.common import TimedOut, emit, global_options, run
-from p2pchan_cli.node_commands import call_node
+from p2pchan_cli.common import TimedOut, call_node, emit, global_options, run
 from p2pchan_cli.params import AMOUNT, HEX_ID, NODE_ID_OR_PEER, CountType, PeerAddress, command
 from p2pchan_cli.render import short_id
 from p2pchan_cli.tables import channel_table
@@ -201,6 +200,3 @@ def close(ctx: click.Context, channel_id: str, force: bool, cheat: bool, wait: b
     except TimedOut as timed_out:
         still_going(ctx, "close", timed_out, _by_id(channel_id))
     emit(ctx, result, lambda _width: channel_view(result))
-
-
-CHANNEL_COMMANDS = [open_channel, deposit, channels, close]

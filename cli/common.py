@@ -5,6 +5,10 @@ A node's data dir defaults to `$P2PCHAN_DATADIR`, else `~/.p2pchan` (as `lncli` 
 node); a layer-1 node's is always given. Every command prints text for a person by default
 (sized to the terminal) or one JSON document with `--json`; every failure is one line on stderr
 and a non-zero exit status (`EXIT_*` below, listed in `--help`).
+
+Every command imports this module, `--help` and usage errors included, so trio, the RPC client
+and the server's helpers are imported by the functions that use them, not here: `p2pchan X
+--help` costs no more than click (docs/BENCHMARKS.md, "CLI start-up").
 """
 
 from __future__ import annotations
@@ -22,9 +26,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-import trio
 
-from p2pchan.concurrency import listen_error
 from p2pchan.errors import UserError
 from p2pchan.log import configure_logging
 from p2pchan_cli.params import HOST_PORT, SECONDS, HostPort, parse_host_port
@@ -122,6 +124,8 @@ def node_datadir(ctx: click.Context) -> Path:
 def check_port_free(address: HostPort, option: str) -> None:
     """Fail at once, before a server starts and logs, if its port is taken. (The server's own
     listen says the same if the port is taken in between.)"""
+    from p2pchan.concurrency import listen_error  # a server's: not on a client's start-up path
+
     if address.port == 0:
         return
     try:
@@ -172,8 +176,18 @@ class TimedOut(UserError):
     """--timeout ran out while the command waited."""
 
 
+async def call_node(ctx: click.Context, method: str, params: dict[str, Any] | None = None) -> Any:
+    """One call to the node of the data dir (see `node_datadir`) over its RPC socket."""
+    from p2pchan.net.rpc_client import RpcClient  # only once a command runs, never for --help
+
+    async with RpcClient.connect(node_datadir(ctx)) as rpc:
+        return await rpc.call(method, params or {})
+
+
 def run(ctx: click.Context, main: Callable[[], Awaitable[T]]) -> T:
     """Run an async command under trio, honouring --timeout (`TimedOut` when it runs out)."""
+    import trio  # only once a command runs, never for --help
+
     timeout = settings(ctx).timeout
 
     async def guarded() -> T:

@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from p2pchan_cli.common import emit, global_options, run
-from p2pchan_cli.node_commands import call_node
+from p2pchan_cli.common import call_node, emit, global_options, run
 from p2pchan_cli.params import AMOUNT, HEX_ID, CountType, command
 from p2pchan_cli.render import Column, key_values, render_table, short_id, text_of
 
@@ -145,6 +144,3 @@ def fees_view(done: Mapping[str, Any]) -> str:
     lines = [f"fees set to {fees} on {len(updates)} channel(s), gossiped:"]
     lines += [f"  {short_id(u.get('channel_id'))}" for u in updates]
     return "\n".join(lines)
-
-
-GRAPH_COMMANDS = [graph, route, setfees]

@@ -4,6 +4,10 @@ Every failure ends as one line on stderr, `error: ...`, and an exit status that 
 (see `EXIT_CODES_HELP`): a usage error (a bad argument, an unknown option) names the help to
 read; an error of ours or of the operating system (a port in use, a missing file) is its
 message; only a bug of ours shows a traceback.
+
+The commands are listed in `command_index.py` and imported only when one runs (`LazyGroup`):
+scripts call `p2pchan payments` in loops, and importing every command made each call pay for
+the servers, the bench and chaos (docs/BENCHMARKS.md, "CLI start-up").
 """
 
 from __future__ import annotations
@@ -12,12 +16,9 @@ import sys
 
 import click
 
-from p2pchan.concurrency import single_error
 from p2pchan.errors import P2pchanError
 from p2pchan.log import configure_logging
-from p2pchan_cli.bench_commands import bench
-from p2pchan_cli.channel_commands import CHANNEL_COMMANDS
-from p2pchan_cli.chaos.command import chaos
+from p2pchan_cli.command_index import COMMANDS
 from p2pchan_cli.common import (
     EXIT_CODES_HELP,
     EXIT_FAILURE,
@@ -25,21 +26,15 @@ from p2pchan_cli.common import (
     global_options,
     settings,
 )
-from p2pchan_cli.demo import demo
-from p2pchan_cli.graph_commands import GRAPH_COMMANDS
-from p2pchan_cli.l1_commands import l1
-from p2pchan_cli.localnet.commands import localnet
-from p2pchan_cli.localnet.pay_command import pay as _localnet_pay  # noqa: F401  (registers)
-from p2pchan_cli.node_commands import NODE_COMMANDS, node
-from p2pchan_cli.pay_batch import pay_batch
-from p2pchan_cli.payment_commands import PAYMENT_COMMANDS
-from p2pchan_cli.plasma_commands import plasma
+from p2pchan_cli.lazy_group import LazyGroup
 
 PROG_NAME = "p2pchan"
 EXIT_INTERRUPTED = 130
 
 
 @click.group(
+    cls=LazyGroup,
+    index=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=(
         "Start with `p2pchan node init`, `p2pchan node start --l1 HOST:PORT`, then "
@@ -72,17 +67,6 @@ def cli(ctx: click.Context, log_format: str, log_level: str | None) -> None:
     configure_logging(log_format, chosen.log_level)  # type: ignore[arg-type]
 
 
-cli.add_command(l1)
-cli.add_command(node)
-for command in [*NODE_COMMANDS, *CHANNEL_COMMANDS, *PAYMENT_COMMANDS, *GRAPH_COMMANDS, pay_batch]:
-    cli.add_command(command)
-cli.add_command(plasma)
-cli.add_command(localnet)
-cli.add_command(chaos)
-cli.add_command(demo)
-cli.add_command(bench)
-
-
 def one_line(message: str) -> str:
     return "; ".join(part.strip() for part in message.splitlines() if part.strip())
 
@@ -108,6 +92,8 @@ def main() -> None:
         click.echo("error: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except BaseException as raised:  # every failure of ours is one line and exit 1
+        from p2pchan.concurrency import single_error  # imports trio: only on this path
+
         cause = single_error(raised)
         if isinstance(cause, SystemExit):
             raise cause from None

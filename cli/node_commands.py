@@ -1,12 +1,11 @@
-"""`p2pchan node init|start` and the node commands that talk to a running node over RPC:
-`info`, `connect`, `peers`, `disconnect`."""
+"""`p2pchan node init|start`: create a node's key and run the node (the commands that talk to a
+running node are in `info_commands.py` and beside it, so that they import nothing of this)."""
 
 from __future__ import annotations
 
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import click
 import structlog
@@ -20,36 +19,17 @@ from p2pchan.net.config import NodeConfig
 from p2pchan.net.misbehave import Misbehave, parse_modes
 from p2pchan.net.node import open_node
 from p2pchan.net.peers import PeerConfig
-from p2pchan.net.rpc_client import RpcClient
 from p2pchan_cli.common import (
     check_port_free,
     emit,
     global_options,
     l1_address,
     node_datadir,
-    run,
     server_logging,
 )
-from p2pchan_cli.params import (
-    DAYS,
-    HEX_ID,
-    HOST_PORT,
-    PEER,
-    Command,
-    HostPort,
-    PeerAddress,
-    command,
-)
-from p2pchan_cli.render import short_id
-from p2pchan_cli.tables import peer_table
-from p2pchan_cli.views import info_view, peer_view
+from p2pchan_cli.params import DAYS, HOST_PORT, Command, HostPort
 
 log = structlog.get_logger("p2pchan.cli")
-
-
-async def call_node(ctx: click.Context, method: str, params: dict[str, Any] | None = None) -> Any:
-    async with RpcClient.connect(node_datadir(ctx)) as rpc:
-        return await rpc.call(method, params or {})
 
 
 @click.group()
@@ -204,69 +184,3 @@ def start(
         with cProfile.Profile() as profiler:
             trio.run(serve)
         profiler.dump_stats(profile_path)
-
-
-@command()
-@global_options
-@click.pass_context
-def info(ctx: click.Context) -> None:
-    """The node's id, uri, version, layer-1 view and counts.
-
-    \b
-    Example:
-      p2pchan --datadir /tmp/net/alice info
-    """
-    result = run(ctx, lambda: call_node(ctx, "info"))
-    emit(ctx, result, lambda _width: info_view(result))
-
-
-@command()
-@global_options
-@click.argument("peer", metavar="NODE_ID@HOST:PORT", type=PEER)
-@click.pass_context
-def connect(ctx: click.Context, peer: PeerAddress) -> None:
-    """Connect to a peer and keep reconnecting to it.
-
-    The peer is remembered: redialled with backoff whenever the connection drops, and after a
-    restart.
-
-    \b
-    Example:
-      p2pchan connect $BOB@127.0.0.1:9736
-    """
-    assert peer.address is not None  # PEER requires one
-    params = {"node_id": peer.node_id, "host": peer.address.host, "port": peer.address.port}
-    result = run(ctx, lambda: call_node(ctx, "connect", params))
-    emit(ctx, result, lambda _width: peer_view(result))
-
-
-@command()
-@global_options
-@click.pass_context
-def peers(ctx: click.Context) -> None:
-    """Connected and remembered peers.
-
-    \b
-    Example:
-      p2pchan peers
-    """
-    listed = run(ctx, lambda: call_node(ctx, "peers"))
-    emit(ctx, listed, lambda width: peer_table(listed, width))
-
-
-@command()
-@global_options
-@click.argument("node_id", metavar="NODE_ID", type=HEX_ID)
-@click.pass_context
-def disconnect(ctx: click.Context, node_id: str) -> None:
-    """Close the connection to a peer and stop reconnecting to it.
-
-    \b
-    Example:
-      p2pchan disconnect $BOB
-    """
-    result = run(ctx, lambda: call_node(ctx, "disconnect", {"node_id": node_id}))
-    emit(ctx, result, lambda _width: f"disconnected from {short_id(node_id)}")
-
-
-NODE_COMMANDS = [info, connect, peers, disconnect]

@@ -34,8 +34,7 @@ from p2pchan.core.invoice import parse_invoice
 from p2pchan.errors import UserError
 from p2pchan.net.rpc_client import RpcClient, RpcError
 from p2pchan.types import positive_amount
-from p2pchan_cli.common import emit, fail, global_options, node_datadir, run
-from p2pchan_cli.node_commands import call_node
+from p2pchan_cli.common import call_node, emit, fail, global_options, node_datadir, run
 from p2pchan_cli.params import CountType, command
 from p2pchan_cli.views import batch_summary_view
 

@@ -16,20 +16,19 @@ from typing import Any, TypeVar
 
 import click
 
-from p2pchan.core.payment.records import PAYMENT_STATUSES
-from p2pchan.net.api.payments import DEFAULT_PAGE, MAX_PAGE
-from p2pchan.storage.node_store import INVOICE_STATUSES
+from p2pchan.core.payment.records import INVOICE_STATUSES, PAYMENT_STATUSES
+from p2pchan.net.api.pages import DEFAULT_PAGE, MAX_PAGE
 from p2pchan_cli.common import (
     EXIT_CODES_HELP,
     EXIT_PENDING,
     TimedOut,
+    call_node,
     emit,
     fail,
     global_options,
     run,
     settings,
 )
-from p2pchan_cli.node_commands import call_node
 from p2pchan_cli.params import AMOUNT, HEX_ID, CountType, command
 from p2pchan_cli.tables import invoice_table, payment_table
 from p2pchan_cli.views import decoded_invoice_view, payment_view
@@ -256,6 +255,3 @@ def invoices(
     filters = {"payment_hash": payment_hash, "status": status}
     listed = _page(ctx, "invoices", limit, index_offset, cursor, filters)
     emit(ctx, listed, lambda width: invoice_table(listed, width))
-
-
-PAYMENT_COMMANDS = [send, pay, decode, invoice, payments, invoices]

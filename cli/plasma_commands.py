@@ -30,6 +30,7 @@ from p2pchan_cli.common import (
     EXIT_CODES_HELP,
     EXIT_PENDING,
     TimedOut,
+    call_node,
     check_port_free,
     emit,
     fail,
@@ -39,7 +40,6 @@ from p2pchan_cli.common import (
     server_logging,
     settings,
 )
-from p2pchan_cli.node_commands import call_node
 from p2pchan_cli.params import AMOUNT, HEX_ID, HOST_PORT, Command, HostPort
 from p2pchan_cli.tables import plasma_exit_table, plasma_exits_table, plasma_utxo_table
 from p2pchan_cli.views import plasma_balance_view, plasma_send_view, plasma_status_view

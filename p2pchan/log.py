@@ -5,19 +5,28 @@ process label) on every line: whole in JSON, its first 8 hex digits on a console
 must stay readable. A last-line-of-defence processor masks any field whose name says it is
 secret, so key material can never reach a log even by mistake.
 
+structlog is configured the moment it is imported, not before: importing it costs about 60 ms
+(it brings rich and asyncio along), and a client command such as `p2pchan payments` never logs,
+so it never imports structlog. `configure_logging` therefore configures at once when structlog
+is loaded, and otherwise right after the first `import structlog`, wherever it happens (a
+one-shot import hook), so no line is ever written with structlog's defaults.
+
 `Throttle` keeps a condition that repeats (layer 1 unreachable, a peer that stays away, a chain
 duty refused block after block) to one line per interval, with a count of the lines it held back.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import logging
 import sys
 import time
-from collections.abc import Callable, MutableMapping
-from typing import Any, Literal
+from collections.abc import Callable, MutableMapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-import structlog
+if TYPE_CHECKING:
+    from importlib.abc import Loader
 
 LogFormat = Literal["auto", "console", "json"]
 
@@ -50,6 +59,65 @@ def shorten_ids(
 
 
 def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
+    """Log lines in `fmt` from `level` up: from now on if structlog is imported, else from the
+    moment it is (see the module docstring)."""
+    global _pending
+    if "structlog" in sys.modules:
+        _pending = None
+        _configure(fmt, level)
+        return
+    if _pending is None:
+        sys.meta_path.insert(0, _ConfigureOnImport())
+    _pending = (fmt, level)
+
+
+_pending: tuple[LogFormat, str] | None = None  # chosen before structlog was imported
+
+
+# Neither class derives from `importlib.abc`: importing that costs 10-30 ms, and the import
+# system needs only these methods.
+class _ConfigureOnImport:
+    """A `sys.meta_path` finder: finds structlog as the other finders do, and has it configured
+    once it has been executed."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "structlog":
+            return None
+        import importlib.util  # only now: most commands never get here
+
+        sys.meta_path.remove(self)  # one shot; the search below must not find this finder
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = cast("Loader", _ThenConfigure(spec.loader))
+        return spec
+
+
+class _ThenConfigure:
+    """Loads the module with its own loader, puts that loader back, then configures."""
+
+    def __init__(self, loader: Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        global _pending
+        if _pending is not None:
+            fmt, level = _pending
+            _pending = None
+            _configure(fmt, level)
+
+
+def _configure(fmt: LogFormat, level: str) -> None:
+    import structlog
+
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
@@ -76,6 +144,8 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
 
 def bind_process(**fields: Any) -> None:
     """Fields every log line of this process carries (e.g. `node=<node id hex>`)."""
+    import structlog  # see the module docstring
+
     structlog.contextvars.bind_contextvars(**fields)
 
 

@@ -21,7 +21,7 @@ import trio
 from p2pchan.crypto.keys import KEY_FILE_NAME, Identity, write_key_file
 from p2pchan.errors import UserError
 from p2pchan.l1.client import L1Client
-from p2pchan.net.api.payments import MAX_PAGE
+from p2pchan.net.api.pages import MAX_PAGE
 from p2pchan.net.rpc import METHOD_NOT_FOUND
 from p2pchan.net.rpc_client import RpcClient, RpcError
 from p2pchan.types import Address

@@ -262,7 +262,6 @@ def load_open_invoices(connection: sqlite3.Connection, now_ms: int) -> list[Invo
 _INVOICE_COLUMNS = (
     "payment_hash, secret, amount, description, encoded, created_ms, expires_ms, status"
 )
-INVOICE_STATUSES = ("open", "paid", "expired")
 
 
 def _invoice(row: tuple[Any, ...]) -> InvoiceRecord:

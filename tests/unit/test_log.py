@@ -1,7 +1,12 @@
 """Logging helpers: a repeated condition is told once per interval with how often it was held
-back, and told again at once after it cleared; console lines carry short node ids."""
+back, and told again at once after it cleared; console lines carry short node ids; the logging a
+command chooses holds even when structlog is imported only later."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
 
 from p2pchan.log import Throttle, shorten_ids
 
@@ -36,3 +41,29 @@ def test_console_lines_carry_short_node_ids() -> None:
     event = shorten_ids(None, "info", {"event": "peer_connected", "node": node, "peer": peer})
     assert event == {"event": "peer_connected", "node": "a1a1a1a1", "peer": "b2b2b2b2"}
     assert shorten_ids(None, "info", {"event": "x", "node": "l1"}) == {"event": "x", "node": "l1"}
+
+
+LATE_IMPORT = """
+import sys
+from p2pchan.log import configure_logging
+configure_logging("json", "warning")
+configure_logging("json", "info")  # a server raises the level after the root command set it
+assert "structlog" not in sys.modules, "configure_logging imported structlog"
+import structlog
+log = structlog.get_logger("test")
+log.debug("not_shown")
+log.info("shown", secret="s3cret")
+assert not any(type(f).__name__ == "_ConfigureOnImport" for f in sys.meta_path)
+assert type(structlog.__loader__).__name__ == "SourceFileLoader"
+"""
+
+
+def test_logging_chosen_before_structlog_is_imported_applies_once_it_is() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", LATE_IMPORT], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # structlog's default would print to stdout
+    (line,) = result.stderr.splitlines()
+    logged = json.loads(line)
+    assert (logged["event"], logged["level"], logged["secret"]) == ("shown", "info", "<redacted>")

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from p2pchan.types import ChannelId, Secret, SecretHash
 
 PAYMENT_STATUSES = ("pending", "succeeded", "failed")
+INVOICE_STATUSES = ("open", "paid", "expired")
 
 
 class RouteHop(NamedTuple):

@@ -25,19 +25,22 @@ import trio
 from p2pchan.core.inputs import ActionCreateInvoice, ActionPay, ActionSend
 from p2pchan.core.invoice import DEFAULT_EXPIRY_SECONDS, Invoice, decode_invoice
 from p2pchan.core.outputs import NotifyInvoiceCreated
-from p2pchan.core.payment.records import PAYMENT_STATUSES, PaymentRecord, RouteHop
+from p2pchan.core.payment.records import (
+    INVOICE_STATUSES,
+    PAYMENT_STATUSES,
+    PaymentRecord,
+    RouteHop,
+)
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import ChainError, UserError
 from p2pchan.net.api.context import NodeContext
+from p2pchan.net.api.pages import DEFAULT_PAGE, MAX_PAGE
 from p2pchan.net.api.params import address, amount
 from p2pchan.net.driver import Driver, PaymentWaiter, now_ms
 from p2pchan.net.rpc import RpcParamError, RpcServer, param, parsed_param
-from p2pchan.storage.node_store import INVOICE_STATUSES, InvoiceQuery, page_invoices
+from p2pchan.storage.node_store import InvoiceQuery, page_invoices
 from p2pchan.storage.payment_history import NO_INDEX, PaymentQuery, page_payments
 from p2pchan.types import Address, ChannelId, Secret, SecretHash
-
-DEFAULT_PAGE = 100  # records per page of `payments` / `invoices` unless the caller says
-MAX_PAGE = 10_000
 
 
 def register(rpc: RpcServer, node: NodeContext) -> None:

@@ -177,9 +177,11 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Resume:
-    """The node restarted and caught up with layer 1: forwards whose outgoing lock was never
-    signed fail upstream, those whose secret we know claim upstream again; our channels'
-    gossip is offered again."""
+    """The node restarted and caught up with layer 1: what a crash may have lost of a
+    mediator's decisions about its other channels is derived again (forwards whose outgoing
+    lock was never signed fail upstream, those whose secret we know claim upstream again,
+    incoming locks whose forward failed are failed again); our channels' gossip is offered
+    again."""
 
     now_ms: int
 

@@ -67,7 +67,7 @@ from p2pchan.core.outputs import (
 )
 from p2pchan.core.payment import mediator, payer, router, routes
 from p2pchan.core.payment.records import InvoiceRecord
-from p2pchan.core.payment.state import ForwardStatus, OpenInvoice
+from p2pchan.core.payment.state import OpenInvoice
 from p2pchan.core.state import NodeState
 from p2pchan.crypto.hashing import sha256
 from p2pchan.errors import LocalProtocolError, UserError
@@ -349,16 +349,10 @@ def _tick(state: NodeState, event: Tick) -> list[Output]:
 
 
 def _resume(state: NodeState, event: Resume) -> list[Output]:
-    """After a restart: a forward whose outgoing lock was never signed fails upstream now
-    (nothing was promised downstream), one whose secret we know claims upstream again (the
-    claim may have been lost with the crash); our usable channels are offered to gossip again."""
-    never_sent = tuple(
-        (secrethash, "the node restarted before forwarding")
-        for secrethash, forward in state.payments.forwards.items()
-        if forward.status == ForwardStatus.OFFERED
-    )
-    outputs = mediator.refused(state, never_sent) + mediator.claims_after_restart(state)
-    return outputs + network.announce_usable(state)
+    """After a restart: what a crash may have cost between a mediator's deciding step and the
+    step that carries the decision out on its other channel is derived again
+    (`mediator.after_restart`); our usable channels are offered to gossip again."""
+    return mediator.after_restart(state) + network.announce_usable(state)
 
 
 # -- one channel's step --------------------------------------------------------------------------

@@ -65,6 +65,7 @@ from p2pchan.core.outputs import (
     SendMessage,
 )
 from p2pchan.core.state import NodeState
+from p2pchan.core.timing import HEIGHT_SLACK
 from p2pchan.crypto.hashing import sha256
 from p2pchan.crypto.keys import Identity
 from p2pchan.errors import ChainError
@@ -95,7 +96,10 @@ START_MS = 1_700_000_000_000
 POLICY = FeePolicy(fee_base=5, fee_ppm=10_000)  # 5 + 1 % per hop
 CONFIG = ChannelConfig(
     reveal_timeout=REVEAL_TIMEOUT,
-    max_lock_timeout=SETTLE_TIMEOUT,
+    # A routed lock's timeout plus HEIGHT_SLACK must fit the channels' settle_timeout (the
+    # payer's route rule): with max_lock_timeout = SETTLE_TIMEOUT no payment found a route
+    # across B, and the machine never exercised a mediator.
+    max_lock_timeout=SETTLE_TIMEOUT - HEIGHT_SLACK,
     max_pending_locks=12,
     max_in_flight=2,
 )

@@ -24,7 +24,9 @@ Invariants after every step (DESIGN.md "Invariants", as they apply):
   above every nonce it sent (persist before you promise) (5);
 - a payment ends once per node, and its ends never contradict each other: the payee paid and
   the payer failed, or the mediator failed and the payee paid, never happen (2, 4);
-- no payment stays pending past its expiry plus the settle window (4);
+- no payment stays pending past its expiry plus the settle window (4); a node with no decision
+  waiting to be fed back has decided on every incoming lock (claimed, failed, or held by a
+  payment or forward of its own), also right after a restart that lost a decision;
 - no node is scored for a fault (all three are honest; faults of timing within their budget
   aside).
 
@@ -276,6 +278,29 @@ class MultihopMachine(RuleBasedStateMachine):
             assert not ("failed" in paid and "succeeded" in got), where
             assert not ("failed" in paid and "succeeded" in forwarded), where
             assert not ("succeeded" in got and forwarded[-1:] == ["failed"]), where
+
+    @invariant()
+    def every_incoming_lock_is_decided(self) -> None:
+        """A node none of whose decisions waits to be fed back has decided on every incoming
+        lock: claimed (its secret kept), failed (`lock_failed` sent), or held by a payment of
+        its own (received, or forwarded). A crash that lost a decision leaves none undecided
+        once the node is back (else its payer would wait for the lock's expiry)."""
+        for name, state in self.world.states():
+            if self.world.nodes[name].hops:
+                continue
+            payments = state.payments
+            owned = payments.incoming.keys() | payments.forwards.keys()
+            for channel in state.channels.values():
+                if channel.status == ChannelStatus.SETTLED:
+                    continue
+                theirs = channel.theirs
+                for held in theirs.accepted.locks:
+                    secrethash = held.secrethash
+                    assert (
+                        secrethash in owned
+                        or secrethash in theirs.known_secrets
+                        or secrethash in theirs.failed_sent
+                    ), f"{name} never decided on the incoming lock {secrethash.hex()[:8]}"
 
     @invariant()
     def nothing_pending_past_expiry(self) -> None:

@@ -96,6 +96,18 @@ def read(held: HeldLock, x25519_key: bytes, seen: dict[bytes, int]) -> Final | O
     )
 
 
+def shared_secret_of(held: HeldLock, x25519_key: bytes) -> bytes | None:
+    """The shared secret of the onion `held` carries, peeled again (a lock read before: its
+    replay tag is known, and it is not checked here); None for a direct payload or an onion
+    that does not peel."""
+    if len(held.payload) != ONION_SIZE:
+        return None
+    try:
+        return peel_onion(held.payload, x25519_key, held.secrethash).shared_secret
+    except RemoteProtocolError:
+        return None
+
+
 def sealed(
     shared_secret: bytes,
     code: FailureCode,

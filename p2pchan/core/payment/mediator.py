@@ -18,6 +18,10 @@ Then, whatever comes first:
 - the outgoing lock is removed (failed downstream, or expired): only now the incoming lock is
   failed, with the next hop's encrypted failure wrapped for the payer (or our own, sealed).
 The forward ends succeeded when the upstream partner paid us, recorded with its fee.
+
+A decision about the other channel (`SendHop`) is carried out in a step of its own, so a crash
+may lose it once the step that made it is durable: `after_restart` derives each such decision
+again from the stored state alone, on `Resume`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from p2pchan.core.channel.machine import ClaimLocks, FailLocks, QueueLocks, UnlockLocks
-from p2pchan.core.channel.state import Channel
+from p2pchan.core.channel.state import Channel, ChannelStatus
 from p2pchan.core.outputs import (
     NotifyPaymentFinal,
     Output,
@@ -216,24 +220,6 @@ def secret_learned(
     return now, [PersistForward(forward), claim]
 
 
-def claims_after_restart(state: NodeState) -> list[Output]:
-    """After a restart: forwards whose secret we learned (and stored, with the outgoing lock's
-    unlock) but whose upstream claim never reached the incoming channel (it travels as a
-    `SendHop`, fed back in a step of its own, and a crash in between loses it). Claim again,
-    or the upstream lock expires unpaid while we paid downstream."""
-    claims: dict[ChannelId, dict[SecretHash, Secret]] = {}
-    for secrethash, forward in state.payments.forwards.items():
-        if forward.status != ForwardStatus.CLAIMED or forward.secret is None:
-            continue
-        channel = state.channels.get(forward.in_channel)
-        if channel is None:
-            continue
-        theirs = channel.theirs
-        if theirs.accepted.has_lock(secrethash) and secrethash not in theirs.known_secrets:
-            claims.setdefault(forward.in_channel, {})[secrethash] = forward.secret
-    return [SendHop(channel_id, ClaimLocks(secrets)) for channel_id, secrets in claims.items()]
-
-
 def refused(state: NodeState, refusals: tuple[tuple[SecretHash, str], ...]) -> list[Output]:
     """The next channel could not take these outgoing locks: fail them upstream."""
     outputs: list[Output] = []
@@ -278,6 +264,95 @@ def _fail_upstream(state: NodeState, forward: Forward, reason: str, failure: byt
     forward = forward.moved_to(ForwardStatus.FAILED)
     fail = FailLocks((forward.secrethash,), reason, {forward.secrethash: failure})
     return [*_final(state, forward, "failed", reason), SendHop(forward.in_channel, fail)]
+
+
+# -- after a restart ---------------------------------------------------------------------------
+
+RESTART_FAILURE = "failed downstream before the node restarted"
+
+
+def after_restart(state: NodeState) -> list[Output]:
+    """What a restart owes the incoming channels, derived again from the stored state alone.
+    A forward's decision about its other channel travels as a `SendHop`, fed back in a step of
+    its own: a crash once the deciding step is durable loses it. So, on `Resume`:
+    - a forward whose outgoing lock was never signed fails upstream (nothing was promised
+      downstream; its `QueueLocks` was lost);
+    - an incoming lock whose forward failed and ended is failed again (`FailLocks` lost);
+    - a forward whose secret we know claims upstream again (`ClaimLocks` lost).
+    The unlock a forward paid upstream owes downstream (`UnlockLocks`, from `upstream_paid`)
+    needs no rule here: the next hop sends its reveal again on the re-sync that follows every
+    restart, and a lock of ours whose secret is revealed and that nothing tracks any more is
+    unlocked at once (`router.secret_learned`); layer 1 showing the secret does the same."""
+    failures = failures_after_restart(state)  # first: the refusals below end their forwards
+    never_sent = tuple(
+        (secrethash, "the node restarted before forwarding")
+        for secrethash, forward in state.payments.forwards.items()
+        if forward.status == ForwardStatus.OFFERED
+    )
+    return failures + refused(state, never_sent) + claims_after_restart(state)
+
+
+def failures_after_restart(state: NodeState) -> list[Output]:
+    """Incoming locks whose forward failed (its record final, its row gone) but whose failure
+    upstream was lost with a crash: left alone, each stays pending upstream until it expires
+    and its payer waits that long. Every incoming lock is decided in the step that reports it
+    (claimed: its secret is kept; refused: `failed_sent`; forwarded: a forward, kept until it
+    ends), so a lock with none of these and no payment of ours of its hash is such a lock. It
+    is failed again, never while a lock of ours with its hash is live on any channel (the
+    next hop could still claim it), with our own failure sealed for the payer from its onion
+    (the one chosen when it failed, kept in memory only, went with the crash)."""
+    if state.withhold_decisions:
+        return []  # dev attack mode `withhold-reveal`: it decides nothing, fails nothing
+    payments = state.payments
+    owned = payments.forwards.keys() | payments.incoming.keys() | payments.outgoing.keys()
+    live: set[SecretHash] = set()
+    for channel in state.channels.values():
+        ours = channel.ours
+        live.update(h.secrethash for h in ours.all_locks() if h.secrethash not in ours.abandoned)
+    key = state.identity.x25519_private_key()
+    outputs: list[Output] = []
+    for channel in state.channels.values():
+        theirs = channel.theirs
+        if channel.status == ChannelStatus.SETTLED:
+            continue  # nothing off-chain counts any more
+        failing: list[SecretHash] = []
+        packets: dict[SecretHash, bytes] = {}
+        for held in theirs.accepted.locks:
+            secrethash = held.secrethash
+            if (
+                secrethash in owned
+                or secrethash in live
+                or secrethash in theirs.known_secrets
+                or secrethash in theirs.failed_sent
+            ):
+                continue
+            failing.append(secrethash)
+            shared = incoming.shared_secret_of(held, key)
+            if shared is not None:
+                code = FailureCode.TEMPORARY_CHANNEL_FAILURE
+                packets[secrethash] = incoming.sealed(shared, code)
+        if failing:
+            fail = FailLocks(tuple(failing), RESTART_FAILURE, packets)
+            outputs.append(SendHop(channel.channel_id, fail))
+    return outputs
+
+
+def claims_after_restart(state: NodeState) -> list[Output]:
+    """After a restart: forwards whose secret we learned (and stored, with the outgoing lock's
+    unlock) but whose upstream claim never reached the incoming channel (it travels as a
+    `SendHop`, fed back in a step of its own, and a crash in between loses it). Claim again,
+    or the upstream lock expires unpaid while we paid downstream."""
+    claims: dict[ChannelId, dict[SecretHash, Secret]] = {}
+    for secrethash, forward in state.payments.forwards.items():
+        if forward.status != ForwardStatus.CLAIMED or forward.secret is None:
+            continue
+        channel = state.channels.get(forward.in_channel)
+        if channel is None:
+            continue
+        theirs = channel.theirs
+        if theirs.accepted.has_lock(secrethash) and secrethash not in theirs.known_secrets:
+            claims.setdefault(forward.in_channel, {})[secrethash] = forward.secret
+    return [SendHop(channel_id, ClaimLocks(secrets)) for channel_id, secrets in claims.items()]
 
 
 # -- what happens upstream --------------------------------------------------------------------

@@ -268,7 +268,15 @@ class Node:
                         "pid": os.getpid(),
                     }
                     write_file_durably(ready_path, json.dumps(ready).encode() + b"\n")
-                    log.info("node_ready", host=ready["host"], port=port, alias=self.config.alias)
+                    modes = sorted(mode.value for mode in self.config.misbehave)
+                    attacking = {"misbehave": ",".join(modes)} if modes else {}  # chaos forensics
+                    log.info(
+                        "node_ready",
+                        host=ready["host"],
+                        port=port,
+                        alias=self.config.alias,
+                        **attacking,
+                    )
                     task_status.started(ready)
             finally:
                 ready_path.unlink(missing_ok=True)  # tiny, and must run even while cancelled

@@ -107,6 +107,8 @@ async def test_a_flood_of_retryable_refusals_gets_the_spammer_banned(
         )
         scored = [e for e in log_events(pair.alice) if e["event"] == "peer_misbehaved"]
         assert scored and all("lock_too_long" in e["reason"] for e in scored)
+        [ready] = [e for e in log_events(pair.bob) if e["event"] == "node_ready"]
+        assert ready["misbehave"] == "spam-retryable"  # an attacker's log says what it ran
         info = await pair.net.rpc("alice", "info")  # Alice serves on, unharmed
         assert info["peers"] == 0
 

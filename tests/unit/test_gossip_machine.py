@@ -17,6 +17,7 @@ from p2pchan.core.gossip.outputs import GossipOutput, NotifyFault, PersistGossip
 from p2pchan.core.gossip.receive import check_channel_update
 from p2pchan.core.gossip.state import (
     FUTURE_SKEW_MS,
+    HOLD_MIN_BLOCKS_MS,
     HOLD_MS,
     HORIZON_MS,
     MINUTE_MS,
@@ -228,15 +229,33 @@ def test_an_announcement_layer_1_still_does_not_show_blocks_later_is_scored(
 ) -> None:
     message = announcement(channel_id("invented"), ALICE, BOB)
     assert receive(carol, message, chain) == []
+    later = NOW_MS + HOLD_MIN_BLOCKS_MS
     for _ in range(2):  # within the wait: nothing
         chain.apply_block(chain.height + 1, [])
-        assert machine.on_chain_block(carol, [], NOW_MS, chain) == []
+        assert machine.on_chain_block(carol, [], later, chain) == []
     chain.apply_block(chain.height + 1, [])
-    [fault] = faults(machine.on_chain_block(carol, [], NOW_MS, chain))
+    [fault] = faults(machine.on_chain_block(carol, [], later, chain))
     assert (fault.peer, fault.points) == (MALLORY.node_id, 10)
     assert fault.reason.startswith("not_on_chain")
     assert len(carol.held_announcements) == 0
     assert carol.graph.channel_count() == 0
+
+
+def test_an_honest_announcement_waits_while_our_chain_view_catches_up(
+    carol: GossipState, chain: ChainChannels
+) -> None:
+    """Our view lags layer 1: queued blocks are applied back to back, the channel's block
+    still ahead. Blocks alone do not refuse (and score) the honest peer; its channel shows."""
+    channel = channel_id("ahead of us")
+    message = announcement(channel, ALICE, BOB)
+    assert receive(carol, message, chain, peer=DAVE) == []
+    for step in range(5):  # five blocks within a second
+        chain.apply_block(chain.height + 1, [])
+        assert machine.on_chain_block(carol, [], NOW_MS + 200 * step, chain) == []
+    events = [ChannelOpened(channel, Address(ALICE.node_id), Address(BOB.node_id), 50)]
+    chain.apply_block(chain.height + 1, events)
+    assert faults(machine.on_chain_block(carol, events, NOW_MS + 1_000, chain)) == []
+    assert carol.graph.channel(channel) is not None
 
 
 def test_a_held_announcement_that_layer_1_shows_between_other_nodes_is_scored(

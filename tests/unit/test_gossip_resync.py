@@ -18,6 +18,7 @@ from p2pchan.core.gossip.chain_view import ChainChannels
 from p2pchan.core.gossip.outputs import GossipOutput, NotifyFault, PersistGossip, SendGossip
 from p2pchan.core.gossip.state import (
     FUTURE_SKEW_MS,
+    HOLD_MIN_BLOCKS_MS,
     HOLD_MS,
     MINUTE_MS,
     RESYNC_INTERVAL_MS,
@@ -130,10 +131,11 @@ def test_copies_of_a_held_announcement_do_not_put_off_its_refusal(
     """Otherwise a peer could keep an invented channel held, unscored, forever."""
     invented = announcement(channel_id("invented"), ALICE, BOB)
     outputs: list[GossipOutput] = []
-    for _ in range(3):
-        receive(carol, invented, chain, peer=DAVE, now_ms=NOW_MS)
+    for block in range(3):  # a copy every block: the wait still ends on time
+        now_ms = NOW_MS + block * HOLD_MIN_BLOCKS_MS // 2
+        receive(carol, invented, chain, peer=DAVE, now_ms=now_ms)
         chain.apply_block(chain.height + 1, [])
-        outputs = machine.on_chain_block(carol, [], NOW_MS, chain)
+        outputs = machine.on_chain_block(carol, [], now_ms, chain)
     [fault] = faults(outputs)
     assert (fault.peer, fault.points) == (DAVE.node_id, 10)
     assert fault.reason.startswith("not_on_chain")

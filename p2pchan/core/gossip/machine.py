@@ -140,7 +140,8 @@ def on_chain_block(
 ) -> list[GossipOutput]:
     """Call once per block, with its contract events, after applying them to `chain`: closed
     channels leave the graph, deposits change capacities, and announcements that waited for
-    layer 1 are accepted, or refused once it still does not show them a few blocks on."""
+    layer 1 are accepted, or refused once it still does not show them a few blocks and at
+    least `hold_min_blocks_ms` on."""
     step = Step()
     for event in events:
         if isinstance(event, (ChannelClosed, ChannelSettled, ChannelCooperativelySettled)):
@@ -149,9 +150,13 @@ def on_chain_block(
             on_chain = chain.channel(event.channel_id)
             if on_chain is not None:
                 update_capacity(state, step, on_chain)
+    config = state.config
     for channel_id, held in state.held_announcements.items():
         on_chain = chain.channel(channel_id)
-        if on_chain is None and chain.height < held.height + state.config.hold_blocks:
+        if on_chain is None and (
+            chain.height < held.height + config.hold_blocks
+            or now_ms < held.received_ms + config.hold_min_blocks_ms  # our view may lag
+        ):
             continue
         state.held_announcements.pop(channel_id)
         assert isinstance(held.message, ChannelAnnouncement)
@@ -160,8 +165,7 @@ def on_chain_block(
                 held.peer,
                 InvalidGossip(
                     "not_on_chain",
-                    f"layer 1 shows no channel {channel_id.hex()} "
-                    f"{state.config.hold_blocks} blocks on",
+                    f"layer 1 shows no channel {channel_id.hex()} {config.hold_blocks} blocks on",
                     NOT_ON_CHAIN,
                 ),
             )

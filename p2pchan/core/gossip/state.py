@@ -33,7 +33,12 @@ FUTURE_SKEW_MS = 10 * MINUTE_MS  # timestamps further ahead of our clock are ref
 RATE_INTERVAL_MS = MINUTE_MS  # sustained: one update per channel direction (or node) a minute
 RATE_BURST = 10  # ... after a burst of this many
 HOLD_MS = 30_000  # an update or node announcement waits this long for its channel
-HOLD_BLOCKS = 3  # an announcement waits this many blocks for layer 1 to show its channel
+# An announcement waits for layer 1 to show its channel this many blocks of our chain view, and
+# at least HOLD_MIN_BLOCKS_MS: blocks alone would refuse (and score) an honest peer while our
+# view catches up on queued blocks back to back, the channel's block still ahead of us. (Past
+# HOLD_MS it is dropped unscored, as any held message: layer 1 gave us no blocks meanwhile.)
+HOLD_BLOCKS = 3
+HOLD_MIN_BLOCKS_MS = 10_000
 MAX_HELD = 1024  # per holding area
 MAX_HELD_PER_PEER = 64  # per holding area and peer
 MAX_PARTNER_SIGNATURES_PER_PEER = 16
@@ -62,6 +67,7 @@ class GossipConfig:
     rate_burst: int = RATE_BURST
     hold_ms: int = HOLD_MS
     hold_blocks: int = HOLD_BLOCKS
+    hold_min_blocks_ms: int = HOLD_MIN_BLOCKS_MS
     max_held: int = MAX_HELD
     max_held_per_peer: int = MAX_HELD_PER_PEER
     sync_interval_ms: int = SYNC_INTERVAL_MS

@@ -116,6 +116,17 @@ def assert_in_step(pair: Pair, hub: Hub) -> None:
     assert ours.acked.locks == ()
 
 
+async def spoke_accepts_all(pair: Pair, hub: Hub, sent: list[ChannelMessage]) -> None:
+    """The spoke reads what the hub sent and refuses none of it; its answers reach the hub, and
+    both ends end in step."""
+    answers = spoke_reads(pair, sent)
+    refusals = [a for a in answers if isinstance(a, Refused)]
+    assert refusals == [], [(r.nonce, r.code, r.reason) for r in refusals]
+    with trio.fail_after(5):
+        await hub.receive(*answers)
+    assert_in_step(pair, hub)
+
+
 async def test_an_update_signed_while_a_session_starts_waits_for_the_resync(
     tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -148,12 +159,7 @@ async def test_an_update_signed_while_a_session_starts_waits_for_the_resync(
                 disk_free.set()
             # The spoke's own channel_sync, sent as its session started.
             await hub.receive(sync_message(pair.b))
-        answers = spoke_reads(pair, session.sent)
-        refusals = [a for a in answers if isinstance(a, Refused)]
-        assert refusals == [], [(r.nonce, r.code, r.reason) for r in refusals]
-        with trio.fail_after(5):
-            await hub.receive(*answers)
-        assert_in_step(pair, hub)
+        await spoke_accepts_all(pair, hub, session.sent)
     finally:
         database.close()
 
@@ -188,11 +194,6 @@ async def test_an_update_signed_after_a_session_ended_waits_for_the_next_resync(
             await hub.block(EXPIRATION + 2)  # before the new session's start is stepped
             await hub.driver.step([ReceivePeerConnected(spoke)])
             await hub.receive(sync_message(pair.b))
-        answers = spoke_reads(pair, second.sent)
-        refusals = [a for a in answers if isinstance(a, Refused)]
-        assert refusals == [], [(r.nonce, r.code, r.reason) for r in refusals]
-        with trio.fail_after(5):
-            await hub.receive(*answers)
-        assert_in_step(pair, hub)
+        await spoke_accepts_all(pair, hub, second.sent)
     finally:
         database.close()
